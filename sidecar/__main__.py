@@ -1,0 +1,5 @@
+"""``python -m sidecar``: the same command line as the ``sidecar`` console script."""
+
+from sidecar.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""The composition root: ``create_app`` assembles the proxy application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from sidecar.appkeys import CONFIG, KEYS, LIFECYCLE, METRICS, UPSTREAM, Lifecycle
+from sidecar.config import Config
+from sidecar.introspection import introspect
+from sidecar.keys import KeyStore
+from sidecar.metrics import Metrics
+from sidecar.passthrough import METADATA_PATHS, metadata, passthrough
+from sidecar.upstream import UpstreamClient
+
+log = logging.getLogger(__name__)
+
+JWK_SET_MEDIA_TYPE = "application/jwk-set+json"
+
+
+def create_app(
+    config: Config,
+    *,
+    registry: CollectorRegistry,
+    lifecycle: Lifecycle | None = None,
+    metrics: Metrics | None = None,
+) -> web.Application:
+    """The proxy app: introspection, the public JWK Set, and (optionally) passthrough."""
+    app = web.Application(client_max_size=config.introspection.max_request_bytes)
+    app[CONFIG] = config
+    app[METRICS] = metrics or Metrics(registry)
+    app[LIFECYCLE] = lifecycle or Lifecycle()
+    app[KEYS] = KeyStore(
+        config.signing.keys_file, active_kid=config.signing.kid, typ=config.introspection.typ
+    )
+    app.cleanup_ctx.append(_keys_ctx)
+    app.cleanup_ctx.append(_upstream_ctx)
+
+    app.router.add_route("*", config.introspection.path, introspect)
+    app.router.add_get(config.jwks.path, jwks)
+    if config.passthrough:
+        for path in METADATA_PATHS:
+            app.router.add_get(path, metadata)
+        app.router.add_route("*", "/{tail:.*}", passthrough)
+    return app
+
+
+async def _keys_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Load the signing keys at start-up, so a bad key file stops the start, not a request."""
+    ring = app[KEYS].load()
+    app[METRICS].keys_loaded.set(len(ring.keys))
+    log.info(
+        "keys.loaded",
+        extra={"event": "keys.loaded", "kid": ring.active.kid, "alg": ring.active.alg,
+               "keys": len(ring.keys)},
+    )  # fmt: skip
+    yield
+
+
+async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One pooled ``ClientSession`` for the app's lifetime."""
+    client = UpstreamClient(app[CONFIG].upstream, app[METRICS])
+    app[UPSTREAM] = client
+    yield
+    await client.close()
+
+
+async def jwks(request: web.Request) -> web.Response:
+    """The public JWK Set: every key of the key file, public members only (SPEC §6, §9)."""
+    accept = request.headers.get("Accept", "")
+    content_type = JWK_SET_MEDIA_TYPE if JWK_SET_MEDIA_TYPE in accept else "application/json"
+    return web.Response(
+        body=request.app[KEYS].ring.jwks_json,
+        headers={"Content-Type": content_type, "Cache-Control": "max-age=300"},
+    )

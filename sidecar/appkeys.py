@@ -1,0 +1,26 @@
+"""Typed application keys: how handlers reach shared things, never through module globals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from sidecar.config import Config
+from sidecar.keys import KeyStore
+from sidecar.metrics import Metrics
+from sidecar.upstream import UpstreamClient
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    """Whether the sidecar is draining after SIGTERM (SPEC §8a)."""
+
+    draining: bool = False
+
+
+CONFIG = web.AppKey("config", Config)
+METRICS = web.AppKey("metrics", Metrics)
+KEYS = web.AppKey("keys", KeyStore)
+UPSTREAM = web.AppKey("upstream", UpstreamClient)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
