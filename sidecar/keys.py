@@ -74,7 +74,8 @@ def load_key_ring(path: Path, *, active_kid: str | None, typ: str) -> KeyRing:
 
 def parse_key_ring(raw: bytes, *, active_kid: str | None, typ: str, source: str) -> KeyRing:
     """Build a ``KeyRing`` from the bytes of a private JWK Set (JSON) or a PEM private key."""
-    jwks = _parse_jwks(raw, source) if raw.lstrip()[:1] == b"{" else [_parse_pem(raw, source)]
+    looks_like_json = raw.lstrip()[:1] in (b"{", b"[")
+    jwks = _parse_jwks(raw, source) if looks_like_json else [_parse_pem(raw, source)]
     if not jwks:
         raise KeyFileError(f"{source}: no keys in the file")
     keys: list[SigningKey] = []
