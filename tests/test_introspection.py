@@ -146,7 +146,7 @@ async def test_upstream_error_passes_through_unsigned(
 async def test_upstream_redirect_is_not_followed(sidecar: Running, fake_as: FakeAS) -> None:
     """A 3xx from upstream is passed on, not followed, and not signed."""
     fake_as.answer(b"", status=302, headers={"Location": "http://127.0.0.1:1/elsewhere"})
-    status, headers, _ = await sidecar.introspect(accept=RFC9701)
+    status, _headers, _ = await sidecar.introspect(accept=RFC9701)
     assert status == 302
     assert len(fake_as.received) == 1
 
@@ -388,7 +388,7 @@ async def test_typ_override_and_jti(make_config: Any, start_sidecar: Any) -> Non
     jtis = set()
     for _ in range(2):
         _, _, body = await running.introspect()
-        header, claims = verify_jwt(body, await running.public_jwks(), audience="rs-1", typ="JWT")
+        _header, claims = verify_jwt(body, await running.public_jwks(), audience="rs-1", typ="JWT")
         jtis.add(claims["jti"])
     assert len(jtis) == 2
 
