@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from sidecar.appkeys import CONFIG, KEYS, LIFECYCLE, METRICS, UPSTREAM, Lifecycle
+from sidecar.appkeys import (
+    CONFIG,
+    KEYS,
+    LIFECYCLE,
+    METRICS,
+    RELOADER,
+    UPSTREAM,
+    Lifecycle,
+)
 from sidecar.config import Config
 from sidecar.introspection import introspect
-from sidecar.keys import KeyStore
 from sidecar.metrics import Metrics
 from sidecar.passthrough import METADATA_PATHS, metadata, passthrough
+from sidecar.reload import KeyReloader, ReloadMetrics, key_store
 from sidecar.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
@@ -33,8 +43,11 @@ def create_app(
     app[CONFIG] = config
     app[METRICS] = metrics or Metrics(registry)
     app[LIFECYCLE] = lifecycle or Lifecycle()
-    app[KEYS] = KeyStore(
-        config.signing.keys_file, active_kid=config.signing.kid, typ=config.introspection.typ
+    app[KEYS] = key_store(config)
+    app[RELOADER] = KeyReloader(
+        app[KEYS],
+        interval=config.signing.reload_interval,
+        metrics=ReloadMetrics(registry, key_count=app[METRICS].keys_loaded),
     )
     app.cleanup_ctx.append(_keys_ctx)
     app.cleanup_ctx.append(_upstream_ctx)
@@ -49,15 +62,22 @@ def create_app(
 
 
 async def _keys_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Load the signing keys at start-up, so a bad key file stops the start, not a request."""
-    ring = app[KEYS].load()
-    app[METRICS].keys_loaded.set(len(ring.keys))
+    """Load the signing keys at start-up, so a bad key file stops the start; then watch it."""
+    reloader = app[RELOADER]
+    ring = reloader.load_initial()
     log.info(
         "keys.loaded",
         extra={"event": "keys.loaded", "kid": ring.active.kid, "alg": ring.active.alg,
                "keys": len(ring.keys)},
     )  # fmt: skip
+    poller = None
+    if app[CONFIG].signing.reload_interval > 0:
+        poller = asyncio.get_running_loop().create_task(reloader.run())
     yield
+    if poller is not None:
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
 
 
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -9,6 +9,7 @@ from aiohttp import web
 from sidecar.config import Config
 from sidecar.keys import KeyStore
 from sidecar.metrics import Metrics
+from sidecar.reload import KeyReloader
 from sidecar.upstream import UpstreamClient
 
 
@@ -24,3 +25,4 @@ METRICS = web.AppKey("metrics", Metrics)
 KEYS = web.AppKey("keys", KeyStore)
 UPSTREAM = web.AppKey("upstream", UpstreamClient)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+RELOADER = web.AppKey("reloader", KeyReloader)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sidecar import __version__
 from sidecar.config import Config, ConfigError, config_path, load_config
-from sidecar.keys import SIGNING_ALGS, KeyFileError, generate_key, key_set_json, load_key_ring
+from sidecar.keys import SIGNING_ALGS, KeyFileError, generate_key, key_set_json
 
 EXIT_OK = 0
 EXIT_USAGE = 2  # bad config, unreadable key file, port in use (SPEC §1)
@@ -91,12 +91,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if isinstance(config, int):
         return config
+    from sidecar.reload import key_store
+
+    problems = []
+    store = key_store(config)
     try:
-        ring = load_key_ring(
-            config.signing.keys_file, active_kid=config.signing.kid, typ=config.introspection.typ
-        )
+        ring = store.load()
     except KeyFileError as exc:
-        return fail(f"signing.keys_file: {exc}")
+        problems.append(f"signing.keys_file: {exc}")
+    if problems:
+        print(f"sidecar: {len(problems)} problem(s) with keys:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
     print(
         f"configuration OK: issuer {config.issuer}, upstream {config.upstream.introspection_url}, "
         f"{len(ring.keys)} key(s), active kid {ring.active.kid} ({ring.active.alg})"

@@ -87,7 +87,7 @@ async def _answer(request: web.Request, answer_format: Format) -> tuple[web.Resp
         issued_at=int(time.time()),
         include_jti=config.introspection.include_jti,
     )
-    key = app[KEYS].ring.active
+    key = app[KEYS].signing_key(caller_id)
     started = time.perf_counter()
     token = key.signer.sign(encode_claims(claims))
     app[METRICS].signing_seconds.labels(alg=key.alg).observe(time.perf_counter() - started)

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.admin import create_admin_app
 from sidecar.app import create_app
-from sidecar.appkeys import LIFECYCLE, METRICS
+from sidecar.appkeys import LIFECYCLE, METRICS, RELOADER
 from sidecar.config import Config, Listen
 from sidecar.keys import KeyFileError
 
@@ -90,13 +90,14 @@ async def serve(
     registry: CollectorRegistry | None = None,
     on_started: Callable[[Server], Awaitable[None]] | None = None,
 ) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run until SIGTERM or SIGINT, then shut down gracefully; SIGHUP re-reads the key file."""
     server = Server(config, registry=registry)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.app[RELOADER].request)
     log.info(
         "server.started",
         extra={"event": "server.started", "port": server.proxy_port,
@@ -107,6 +108,6 @@ async def serve(
             await on_started(server)
         await stop.wait()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
         await server.stop()
