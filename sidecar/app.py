@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.appkeys import (
     CONFIG,
+    GUARD,
     KEYS,
     LIFECYCLE,
     METRICS,
@@ -20,6 +21,7 @@ from sidecar.appkeys import (
     Lifecycle,
 )
 from sidecar.config import Config
+from sidecar.downgrade import DowngradeGuard
 from sidecar.introspection import introspect
 from sidecar.metrics import Metrics
 from sidecar.passthrough import METADATA_PATHS, metadata, passthrough
@@ -48,6 +50,9 @@ def create_app(
         app[KEYS],
         interval=config.signing.reload_interval,
         metrics=ReloadMetrics(registry, key_count=app[METRICS].keys_loaded),
+    )
+    app[GUARD] = DowngradeGuard(
+        client_id for client_id, policy in config.clients.items() if policy.require_jwt
     )
     app.cleanup_ctx.append(_keys_ctx)
     app.cleanup_ctx.append(_upstream_ctx)

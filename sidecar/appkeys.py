@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from sidecar.config import Config
+from sidecar.downgrade import DowngradeGuard
 from sidecar.keys import KeyStore
 from sidecar.metrics import Metrics
 from sidecar.reload import KeyReloader
@@ -26,3 +27,4 @@ KEYS = web.AppKey("keys", KeyStore)
 UPSTREAM = web.AppKey("upstream", UpstreamClient)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 RELOADER = web.AppKey("reloader", KeyReloader)
+GUARD = web.AppKey("downgrade_guard", DowngradeGuard)

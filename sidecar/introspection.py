@@ -8,7 +8,7 @@ import time
 from aiohttp import web
 
 from sidecar.answers import NO_STORE_HEADERS, error_response
-from sidecar.appkeys import CONFIG, KEYS, METRICS, UPSTREAM
+from sidecar.appkeys import CONFIG, GUARD, KEYS, METRICS, UPSTREAM
 from sidecar.callers import identify_caller
 from sidecar.errors import RequestTooLarge, SidecarError
 from sidecar.negotiate import DRAFT08_MEDIA_TYPE, RFC9701_MEDIA_TYPE, Format, choose_format
@@ -64,6 +64,11 @@ async def _answer(request: web.Request, answer_format: Format) -> tuple[web.Resp
     if answer_format.is_jwt:
         # SPEC §5: checked before forwarding, so a refused request reaches nobody.
         caller_id = identify_caller(
+            request.headers.get("Authorization"), request.headers.get("Content-Type"), body
+        )
+    elif app[GUARD].active:
+        # SPEC §7 require_jwt: no plain JSON for these clients; refused before forwarding.
+        app[GUARD].check(
             request.headers.get("Authorization"), request.headers.get("Content-Type"), body
         )
     upstream_answer = await app[UPSTREAM].introspect(

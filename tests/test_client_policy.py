@@ -1,7 +1,9 @@
-"""Per-client policy: the signing algorithm a client asks for."""
+"""Per-client policy: the signing algorithm a client asks for, and the require_jwt guard."""
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import DRAFT08, ISSUER, RFC9701, private_jwks, verify_jwt
+from conftest import DRAFT08, ISSUER, RFC9701, FakeAS, basic, private_jwks, verify_jwt
 
 from sidecar.server import StartupError
 
@@ -127,3 +129,91 @@ def test_check_config_accepts_available_algs(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "configuration OK" in result.stdout
+
+
+def _assertion(sub: str) -> str:
+    """An unsigned-looking client assertion naming ``sub`` (the upstream verifies it, not us)."""
+
+    def segment(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{segment({'alg': 'RS256'})}.{segment({'iss': sub, 'sub': sub})}.c2ln"
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.mark.parametrize(
+    ("name", "headers", "body"),
+    [
+        ("basic", {"Authorization": basic("rs-guarded")}, b"token=t"),
+        ("client_id field", {}, b"token=t&client_id=rs-guarded"),
+        (
+            "client_assertion",
+            {},
+            b"token=t&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type"
+            b"%3Ajwt-bearer&client_assertion=" + _assertion("rs-guarded").encode(),
+        ),
+        (
+            "client_id next to another client's Basic",
+            {"Authorization": basic("rs-rsa")},
+            b"token=t&client_id=rs-guarded",
+        ),
+    ],
+)
+async def test_require_jwt_refuses_plain_json(
+    running: Any, fake_as: FakeAS, name: str, headers: dict[str, str], body: bytes
+) -> None:
+    """A plain JSON request naming a require_jwt client gets 400 and nothing is forwarded."""
+    for accept in (None, "application/json"):
+        status, answer_headers, answer = await running.introspect(
+            accept=accept, client=None, data=body, headers={**FORM, **headers}
+        )
+        assert status == 400, name
+        assert json.loads(answer)["error"] == "invalid_request"
+        assert answer_headers["Cache-Control"] == "no-store"
+    assert fake_as.introspections == []
+    refused = running.sample(
+        "sidecar_introspection_requests_total", {"format": "json", "outcome": "caller_error"}
+    )
+    assert refused == 2
+
+
+async def test_require_jwt_client_still_gets_jwts(running: Any, fake_as: FakeAS) -> None:
+    """The guarded client asking for a JWT is answered as usual."""
+    status, headers, body = await running.introspect(client="rs-guarded", accept=RFC9701)
+    assert status == 200 and headers["Content-Type"] == RFC9701
+    verify_jwt(body, await running.public_jwks(), audience="rs-guarded")
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        ({"Authorization": basic("rs-rsa")}, b"token=t"),
+        ({}, b"token=t&client_id=rs-unlisted"),
+        ({"Authorization": "Bearer some-token"}, b"token=t"),
+        ({"Authorization": "Basic !!!"}, b"token=t"),
+        ({}, b"token=t&client_id=rs-a&client_id=rs-b"),
+        ({}, b"\xff\xfe not utf-8"),
+    ],
+)
+async def test_other_json_callers_are_forwarded(
+    running: Any, fake_as: FakeAS, headers: dict[str, str], body: bytes
+) -> None:
+    """Plain JSON requests that do not name a guarded client pass unchanged, odd ones included."""
+    status, _, answer = await running.introspect(
+        accept=None, client=None, data=body, headers={**FORM, **headers}
+    )
+    assert status == 200 and json.loads(answer)["active"] is True
+    (seen,) = fake_as.introspections
+    assert seen.body == body
+
+
+async def test_without_require_jwt_json_requests_are_not_inspected(
+    sidecar: Any, fake_as: FakeAS
+) -> None:
+    """With no guarded client, a JSON request naming any client is forwarded as it came."""
+    body = b"token=t&client_id=rs-guarded"
+    status, _, _ = await sidecar.introspect(accept=None, client=None, data=body, headers=FORM)
+    assert status == 200
+    assert fake_as.introspections[0].body == body
