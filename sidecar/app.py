@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.appkeys import (
     CONFIG,
+    ENCRYPTION,
+    ENCRYPTION_METRICS,
     GUARD,
     KEYS,
     LIFECYCLE,
@@ -22,6 +24,7 @@ from sidecar.appkeys import (
 )
 from sidecar.config import Config
 from sidecar.downgrade import DowngradeGuard
+from sidecar.encryption import EncryptionMetrics, load_client_encryption
 from sidecar.introspection import introspect
 from sidecar.metrics import Metrics
 from sidecar.passthrough import METADATA_PATHS, metadata, passthrough
@@ -54,6 +57,9 @@ def create_app(
     app[GUARD] = DowngradeGuard(
         client_id for client_id, policy in config.clients.items() if policy.require_jwt
     )
+    app[ENCRYPTION_METRICS] = EncryptionMetrics(registry)
+    # Client keys first: loading them opens nothing, so a bad one leaves nothing to clean up.
+    app.cleanup_ctx.append(_encryption_ctx)
     app.cleanup_ctx.append(_keys_ctx)
     app.cleanup_ctx.append(_upstream_ctx)
 
@@ -91,6 +97,17 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     app[UPSTREAM] = client
     yield
     await client.close()
+
+
+async def _encryption_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Load clients' encryption keys at start-up (a bad one stops the start); close fetches."""
+    config = app[CONFIG]
+    encryption = load_client_encryption(
+        config.clients, timeout=config.upstream.timeout, metrics=app[ENCRYPTION_METRICS]
+    )
+    app[ENCRYPTION] = encryption
+    yield
+    await encryption.close()
 
 
 async def jwks(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from sidecar.config import Config
 from sidecar.downgrade import DowngradeGuard
+from sidecar.encryption import ClientEncryption, EncryptionMetrics
 from sidecar.keys import KeyStore
 from sidecar.metrics import Metrics
 from sidecar.reload import KeyReloader
@@ -27,4 +28,6 @@ KEYS = web.AppKey("keys", KeyStore)
 UPSTREAM = web.AppKey("upstream", UpstreamClient)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 RELOADER = web.AppKey("reloader", KeyReloader)
+ENCRYPTION = web.AppKey("encryption", ClientEncryption)
 GUARD = web.AppKey("downgrade_guard", DowngradeGuard)
+ENCRYPTION_METRICS = web.AppKey("encryption_metrics", EncryptionMetrics)

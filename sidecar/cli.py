@@ -91,6 +91,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if isinstance(config, int):
         return config
+    from prometheus_client import CollectorRegistry
+
+    from sidecar.encryption import ClientKeysError, EncryptionMetrics, load_client_encryption
     from sidecar.reload import key_store
 
     problems = []
@@ -99,6 +102,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         ring = store.load()
     except KeyFileError as exc:
         problems.append(f"signing.keys_file: {exc}")
+    try:
+        # The same loading as at start-up; a jwks_uri is not fetched here.
+        load_client_encryption(
+            config.clients,
+            timeout=config.upstream.timeout,
+            metrics=EncryptionMetrics(CollectorRegistry()),
+        )
+    except ClientKeysError as exc:
+        problems.extend(exc.problems)
     if problems:
         print(f"sidecar: {len(problems)} problem(s) with keys:", file=sys.stderr)
         for problem in problems:

@@ -15,6 +15,7 @@ from sidecar.admin import create_admin_app
 from sidecar.app import create_app
 from sidecar.appkeys import LIFECYCLE, METRICS, RELOADER
 from sidecar.config import Config, Listen
+from sidecar.encryption import ClientKeysError
 from sidecar.keys import KeyFileError
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class Server:
             await self._proxy_runner.setup()
         except KeyFileError as exc:
             raise StartupError(f"signing.keys_file: {exc}") from None
+        except ClientKeysError as exc:
+            raise StartupError(str(exc)) from None
         await self._admin_runner.setup()
         self.proxy_port = await _bind(self._proxy_runner, self.config.listen, "listen")
         try:
