@@ -23,11 +23,12 @@ from sidecar.appkeys import (
     Lifecycle,
 )
 from sidecar.config import Config
+from sidecar.discovery import METADATA_PATHS, merged_jwks, metadata
 from sidecar.downgrade import DowngradeGuard
 from sidecar.encryption import EncryptionMetrics, load_client_encryption
 from sidecar.introspection import introspect
 from sidecar.metrics import Metrics
-from sidecar.passthrough import METADATA_PATHS, metadata, passthrough
+from sidecar.passthrough import passthrough
 from sidecar.reload import KeyReloader, ReloadMetrics, key_store
 from sidecar.upstream import UpstreamClient
 
@@ -65,6 +66,8 @@ def create_app(
 
     app.router.add_route("*", config.introspection.path, introspect)
     app.router.add_get(config.jwks.path, jwks)
+    if config.jwks.merge_into_upstream:
+        app.router.add_get(config.jwks.merge_into_upstream, merged_jwks)
     if config.passthrough:
         for path in METADATA_PATHS:
             app.router.add_get(path, metadata)
