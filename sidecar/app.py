@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from sidecar.appkeys import CONFIG, KEYS, LIFECYCLE, METRICS, UPSTREAM, Lifecycle
+from sidecar.appkeys import (
+    CONFIG,
+    ENCRYPTION,
+    ENCRYPTION_METRICS,
+    GUARD,
+    KEYS,
+    LIFECYCLE,
+    METRICS,
+    RELOADER,
+    UPSTREAM,
+    Lifecycle,
+)
 from sidecar.config import Config
+from sidecar.discovery import METADATA_PATHS, merged_jwks, metadata
+from sidecar.downgrade import DowngradeGuard
+from sidecar.encryption import EncryptionMetrics, load_client_encryption
 from sidecar.introspection import introspect
-from sidecar.keys import KeyStore
 from sidecar.metrics import Metrics
-from sidecar.passthrough import METADATA_PATHS, metadata, passthrough
+from sidecar.passthrough import passthrough
+from sidecar.reload import KeyReloader, ReloadMetrics, key_store
 from sidecar.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
@@ -33,14 +49,25 @@ def create_app(
     app[CONFIG] = config
     app[METRICS] = metrics or Metrics(registry)
     app[LIFECYCLE] = lifecycle or Lifecycle()
-    app[KEYS] = KeyStore(
-        config.signing.keys_file, active_kid=config.signing.kid, typ=config.introspection.typ
+    app[KEYS] = key_store(config)
+    app[RELOADER] = KeyReloader(
+        app[KEYS],
+        interval=config.signing.reload_interval,
+        metrics=ReloadMetrics(registry, key_count=app[METRICS].keys_loaded),
     )
+    app[GUARD] = DowngradeGuard(
+        client_id for client_id, policy in config.clients.items() if policy.require_jwt
+    )
+    app[ENCRYPTION_METRICS] = EncryptionMetrics(registry)
+    # Client keys first: loading them opens nothing, so a bad one leaves nothing to clean up.
+    app.cleanup_ctx.append(_encryption_ctx)
     app.cleanup_ctx.append(_keys_ctx)
     app.cleanup_ctx.append(_upstream_ctx)
 
     app.router.add_route("*", config.introspection.path, introspect)
     app.router.add_get(config.jwks.path, jwks)
+    if config.jwks.merge_into_upstream:
+        app.router.add_get(config.jwks.merge_into_upstream, merged_jwks)
     if config.passthrough:
         for path in METADATA_PATHS:
             app.router.add_get(path, metadata)
@@ -49,15 +76,22 @@ def create_app(
 
 
 async def _keys_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Load the signing keys at start-up, so a bad key file stops the start, not a request."""
-    ring = app[KEYS].load()
-    app[METRICS].keys_loaded.set(len(ring.keys))
+    """Load the signing keys at start-up, so a bad key file stops the start; then watch it."""
+    reloader = app[RELOADER]
+    ring = reloader.load_initial()
     log.info(
         "keys.loaded",
         extra={"event": "keys.loaded", "kid": ring.active.kid, "alg": ring.active.alg,
                "keys": len(ring.keys)},
     )  # fmt: skip
+    poller = None
+    if app[CONFIG].signing.reload_interval > 0:
+        poller = asyncio.get_running_loop().create_task(reloader.run())
     yield
+    if poller is not None:
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
 
 
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -66,6 +100,17 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     app[UPSTREAM] = client
     yield
     await client.close()
+
+
+async def _encryption_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Load clients' encryption keys at start-up (a bad one stops the start); close fetches."""
+    config = app[CONFIG]
+    encryption = load_client_encryption(
+        config.clients, timeout=config.upstream.timeout, metrics=app[ENCRYPTION_METRICS]
+    )
+    app[ENCRYPTION] = encryption
+    yield
+    await encryption.close()
 
 
 async def jwks(request: web.Request) -> web.Response:

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from sidecar.config import Config
+from sidecar.downgrade import DowngradeGuard
+from sidecar.encryption import ClientEncryption, EncryptionMetrics
 from sidecar.keys import KeyStore
 from sidecar.metrics import Metrics
+from sidecar.reload import KeyReloader
 from sidecar.upstream import UpstreamClient
 
 
@@ -24,3 +27,7 @@ METRICS = web.AppKey("metrics", Metrics)
 KEYS = web.AppKey("keys", KeyStore)
 UPSTREAM = web.AppKey("upstream", UpstreamClient)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+RELOADER = web.AppKey("reloader", KeyReloader)
+ENCRYPTION = web.AppKey("encryption", ClientEncryption)
+GUARD = web.AppKey("downgrade_guard", DowngradeGuard)
+ENCRYPTION_METRICS = web.AppKey("encryption_metrics", EncryptionMetrics)

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sidecar import __version__
-from sidecar.config import Config, ConfigError, config_path, load_config
-from sidecar.keys import SIGNING_ALGS, KeyFileError, generate_key, key_set_json, load_key_ring
+from sidecar.config import DEFAULT_TYP, Config, ConfigError, config_path, load_config
+from sidecar.keys import SIGNING_ALGS, KeyFileError, generate_key, key_set_json, parse_key_ring
 
 EXIT_OK = 0
 EXIT_USAGE = 2  # bad config, unreadable key file, port in use (SPEC §1)
@@ -91,12 +91,31 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if isinstance(config, int):
         return config
+    from prometheus_client import CollectorRegistry
+
+    from sidecar.encryption import ClientKeysError, EncryptionMetrics, load_client_encryption
+    from sidecar.reload import key_store
+
+    problems = []
+    store = key_store(config)
     try:
-        ring = load_key_ring(
-            config.signing.keys_file, active_kid=config.signing.kid, typ=config.introspection.typ
-        )
+        ring = store.load()
     except KeyFileError as exc:
-        return fail(f"signing.keys_file: {exc}")
+        problems.append(f"signing.keys_file: {exc}")
+    try:
+        # The same loading as at start-up; a jwks_uri is not fetched here.
+        load_client_encryption(
+            config.clients,
+            timeout=config.upstream.timeout,
+            metrics=EncryptionMetrics(CollectorRegistry()),
+        )
+    except ClientKeysError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        print(f"sidecar: {len(problems)} problem(s) with keys:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
     print(
         f"configuration OK: issuer {config.issuer}, upstream {config.upstream.introspection_url}, "
         f"{len(ring.keys)} key(s), active kid {ring.active.kid} ({ring.active.alg})"
@@ -110,14 +129,13 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         raw = sys.stdin.buffer.read() if args.public == "-" else _read_file(args.public)
         if raw is None:
             return fail(f"cannot read {args.public}")
+        source = "stdin" if args.public == "-" else args.public
         try:
-            ring_source = raw.decode("utf-8")
-            from jwcrypto import jwk
-
-            keys = list(jwk.JWKSet.from_json(ring_source)["keys"])
-        except Exception as exc:  # any parse failure is a fault of the input file
-            return fail(f"{args.public}: not a JWK Set ({exc.__class__.__name__})")
-        print(key_set_json(keys, private=False))
+            # The same checks and the same public members as the sidecar's JWK Set (SPEC §6).
+            ring = parse_key_ring(raw, active_kid=None, typ=DEFAULT_TYP, source=source)
+        except KeyFileError as exc:
+            return fail(str(exc))
+        print(json.dumps(json.loads(ring.jwks_json), indent=2))
         return EXIT_OK
     if args.alg is None:
         return fail("keygen needs --alg (or --public FILE)")

@@ -96,9 +96,10 @@ class Signing:
 
 @dataclass(frozen=True, slots=True)
 class Jwks:
-    """Where the public JWK Set is published."""
+    """Where the public JWK Set is published, and whether the AS's own set also lists it."""
 
     path: str
+    merge_into_upstream: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +190,7 @@ def build_config(document: Mapping[str, Any], environ: Mapping[str, str]) -> Con
          "max_request_bytes"},
     )  # fmt: skip
     sign = reader.section(top.get("signing"), "signing", {"keys_file", "kid", "reload_interval"})
-    jwks = reader.section(top.get("jwks"), "jwks", {"path"})
+    jwks = reader.section(top.get("jwks"), "jwks", {"path", "merge_into_upstream"})
     shutdown = reader.section(top.get("shutdown"), "shutdown", {"drain_seconds", "timeout"})
 
     introspection_path = reader.path(intro, "introspection.path", DEFAULT_INTROSPECTION_PATH)
@@ -234,7 +235,11 @@ def build_config(document: Mapping[str, Any], environ: Mapping[str, str]) -> Con
                 sign, "signing.reload_interval", DEFAULT_RELOAD_INTERVAL, allow_zero=True
             ),
         ),
-        jwks=Jwks(path=reader.path(jwks, "jwks.path", DEFAULT_JWKS_PATH)),
+        jwks=Jwks(
+            path=reader.path(jwks, "jwks.path", DEFAULT_JWKS_PATH),
+            merge_into_upstream=reader.path(jwks, "jwks.merge_into_upstream", None, nullable=True)
+            or None,
+        ),
         passthrough=reader.boolean(top, "passthrough", True),
         shutdown=Shutdown(
             drain_seconds=reader.number(
@@ -247,6 +252,10 @@ def build_config(document: Mapping[str, Any], environ: Mapping[str, str]) -> Con
     )
     if config.jwks.path == config.introspection.path:
         reader.problem("jwks.path", "must differ from introspection.path")
+    if config.jwks.merge_into_upstream in (config.jwks.path, config.introspection.path):
+        reader.problem(
+            "jwks.merge_into_upstream", "must differ from jwks.path and introspection.path"
+        )
     if reader.problems:
         raise ConfigError(reader.problems)
     return config
@@ -324,7 +333,7 @@ _ENV_KINDS: dict[str, str] = {
     "introspection.draft08": "bool", "introspection.include_jti": "bool",
     "introspection.max_request_bytes": "int",
     "signing.keys_file": "str", "signing.kid": "optstr", "signing.reload_interval": "float",
-    "jwks.path": "str", "passthrough": "bool",
+    "jwks.path": "str", "jwks.merge_into_upstream": "optstr", "passthrough": "bool",
     "shutdown.drain_seconds": "float", "shutdown.timeout": "float",
 }  # fmt: skip
 

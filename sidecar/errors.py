@@ -56,3 +56,11 @@ class BadUpstreamAnswer(SidecarError):
     status = 502
     error = "server_error"
     outcome = "bad_upstream_answer"
+
+
+class EncryptionKeysUnavailable(SidecarError):
+    """The client asked for encrypted answers and its keys cannot be had now (502, never plain)."""
+
+    status = 502
+    error = "server_error"
+    outcome = "encryption_keys_unavailable"

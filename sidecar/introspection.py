@@ -8,7 +8,7 @@ import time
 from aiohttp import web
 
 from sidecar.answers import NO_STORE_HEADERS, error_response
-from sidecar.appkeys import CONFIG, KEYS, METRICS, UPSTREAM
+from sidecar.appkeys import CONFIG, ENCRYPTION, GUARD, KEYS, METRICS, UPSTREAM
 from sidecar.callers import identify_caller
 from sidecar.errors import RequestTooLarge, SidecarError
 from sidecar.negotiate import DRAFT08_MEDIA_TYPE, RFC9701_MEDIA_TYPE, Format, choose_format
@@ -66,6 +66,11 @@ async def _answer(request: web.Request, answer_format: Format) -> tuple[web.Resp
         caller_id = identify_caller(
             request.headers.get("Authorization"), request.headers.get("Content-Type"), body
         )
+    elif app[GUARD].active:
+        # SPEC §7 require_jwt: no plain JSON for these clients; refused before forwarding.
+        app[GUARD].check(
+            request.headers.get("Authorization"), request.headers.get("Content-Type"), body
+        )
     upstream_answer = await app[UPSTREAM].introspect(
         body,
         introspection_headers(
@@ -87,12 +92,19 @@ async def _answer(request: web.Request, answer_format: Format) -> tuple[web.Resp
         issued_at=int(time.time()),
         include_jti=config.introspection.include_jti,
     )
-    key = app[KEYS].ring.active
+    key = app[KEYS].signing_key(caller_id)
     started = time.perf_counter()
     token = key.signer.sign(encode_claims(claims))
     app[METRICS].signing_seconds.labels(alg=key.alg).observe(time.perf_counter() - started)
+    outcome = "signed"
+    encryptor = app[ENCRYPTION].for_client(caller_id)
+    if encryptor is not None:
+        # RFC 9701 §5 and RFC 7519 §5.2: a nested JWT, signed then encrypted; the media
+        # type stays that of the signed answer.
+        token = await encryptor.encrypt(token)
+        outcome = "encrypted"
     headers = {**NO_STORE_HEADERS, "Content-Type": _CONTENT_TYPES[answer_format]}
-    return web.Response(body=token, headers=headers), "signed"
+    return web.Response(body=token, headers=headers), outcome
 
 
 def _relay(answer: UpstreamAnswer) -> web.Response:

@@ -211,14 +211,46 @@ def key_set_json(keys: Sequence[jwk.JWK], *, private: bool) -> str:
     return json.dumps({"keys": exported}, indent=2)
 
 
+def client_signing_keys(
+    ring: KeyRing, client_algs: Mapping[str, str], *, source: str
+) -> dict[str, SigningKey]:
+    """The key each client's ``signed_response_alg`` picks (RFC 9701 §6), or ``KeyFileError``.
+
+    Resolved once per key ring, so an answer costs a dict lookup, not a search.
+    """
+    chosen: dict[str, SigningKey] = {}
+    missing: list[str] = []
+    for client_id, alg in client_algs.items():
+        key = ring.for_alg(alg)
+        if key is None:
+            missing.append(f"clients.{client_id}.signed_response_alg ({alg})")
+        else:
+            chosen[client_id] = key
+    if missing:
+        raise KeyFileError(
+            f"{source}: no key for {', '.join(missing)}; keys in the file sign with "
+            f"{', '.join(ring.algs)}"
+        )
+    return chosen
+
+
 class KeyStore:
     """The key ring in use, loaded from ``signing.keys_file``; swapped whole, never edited."""
 
-    def __init__(self, path: Path, *, active_kid: str | None, typ: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        active_kid: str | None,
+        typ: str,
+        client_algs: Mapping[str, str] | None = None,
+    ) -> None:
         self.path = path
         self.active_kid = active_kid
         self.typ = typ
+        self.client_algs: Mapping[str, str] = dict(client_algs or {})
         self._ring: KeyRing | None = None
+        self._client_keys: dict[str, SigningKey] = {}
 
     @property
     def ring(self) -> KeyRing:
@@ -232,8 +264,18 @@ class KeyStore:
         """Whether a key ring is in use."""
         return self._ring is not None
 
+    def signing_key(self, caller_id: str) -> SigningKey:
+        """The key for ``caller_id``: as its ``signed_response_alg`` asks, else the active one."""
+        return self._client_keys.get(caller_id) or self.ring.active
+
+    def install(self, ring: KeyRing) -> None:
+        """Put ``ring`` in use if it has a key for every client's alg; else ``KeyFileError``."""
+        client_keys = client_signing_keys(ring, self.client_algs, source=str(self.path))
+        # Both swapped in one step: no await in between, so no answer sees a mix.
+        self._ring, self._client_keys = ring, client_keys
+
     def load(self) -> KeyRing:
         """Read the key file and put its keys in use; on failure the old ring stays."""
         ring = load_key_ring(self.path, active_kid=self.active_kid, typ=self.typ)
-        self._ring = ring
+        self.install(ring)
         return ring

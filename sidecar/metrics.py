@@ -10,7 +10,7 @@ PREFIX = "sidecar"
 OUTCOMES = (
     "signed", "passthrough", "upstream_error", "caller_error", "too_large",
     "method_not_allowed", "upstream_unavailable", "upstream_timeout", "bad_upstream_answer",
-    "error",
+    "error", "encrypted", "encryption_keys_unavailable",
 )  # fmt: skip
 FORMATS = ("json", "rfc9701", "draft-08")
 UPSTREAM_OUTCOMES = ("2xx", "3xx", "4xx", "5xx", "1xx", "timeout", "unavailable", "error")

@@ -1,8 +1,7 @@
-"""Every other path: streamed to the upstream unchanged; discovery documents gain our algs (§8)."""
+"""Every other path: streamed to the upstream unchanged (SPEC §8)."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 import aiohttp
@@ -11,14 +10,10 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from sidecar.answers import error_response
-from sidecar.appkeys import CONFIG, KEYS, METRICS, UPSTREAM
-from sidecar.errors import UpstreamUnavailable
-from sidecar.upstream import HOP_BY_HOP_HEADERS, forwarded_headers, read_limited
+from sidecar.appkeys import CONFIG, METRICS, UPSTREAM
+from sidecar.upstream import HOP_BY_HOP_HEADERS, forwarded_headers
 
 log = logging.getLogger(__name__)
-
-# RFC 8414 §3 and OpenID Connect Discovery 1.0 §4: the two discovery documents.
-METADATA_PATHS = ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
 
 # Headers the upstream must not see from the caller: the connection's own, plus Host (the
 # upstream's is set from upstream.url) and the X-Forwarded-* we rewrite.
@@ -87,50 +82,3 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
         return error_response(502, "temporarily_unavailable", "the upstream could not be reached")
     metrics.passthrough.labels(outcome="forwarded").inc()
     return response
-
-
-async def metadata(request: web.Request) -> web.StreamResponse:
-    """The upstream's discovery document plus the introspection algorithms we sign with.
-
-    RFC 9701 §7: ``introspection_signing_alg_values_supported``. Anything but a 200 JSON
-    object passes through unchanged.
-    """
-    app = request.app
-    config = app[CONFIG]
-    headers = request_headers(request)
-    # Uncompressed, so the document can be read and extended.
-    headers["Accept-Encoding"] = "identity"
-    try:
-        async with app[UPSTREAM].session.get(
-            upstream_url(config.upstream.url, request), headers=headers, allow_redirects=False
-        ) as upstream_response:
-            body = await read_limited(upstream_response, config.upstream.max_response_bytes)
-            status = upstream_response.status
-            upstream_headers = upstream_response.headers
-    except TimeoutError:
-        return error_response(504, "temporarily_unavailable", "the upstream did not answer in time")
-    except UpstreamUnavailable as exc:
-        return error_response(502, "temporarily_unavailable", exc.description)
-    except (aiohttp.ClientError, OSError):
-        return error_response(502, "temporarily_unavailable", "the upstream could not be reached")
-    document = _json_object(body) if status == 200 else None
-    passed = CIMultiDict(
-        (name, value)
-        for name, value in upstream_headers.items()
-        if name.lower() not in HOP_BY_HOP_HEADERS and name.lower() != "content-length"
-    )
-    if document is None:
-        return web.Response(status=status, body=body, headers=passed)
-    document["introspection_signing_alg_values_supported"] = app[KEYS].ring.algs
-    passed["Content-Type"] = "application/json"
-    app[METRICS].passthrough.labels(outcome="metadata").inc()
-    return web.Response(body=json.dumps(document).encode(), headers=passed)
-
-
-def _json_object(body: bytes) -> dict[str, object] | None:
-    """``body`` as a JSON object, or None."""
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return document if isinstance(document, dict) else None

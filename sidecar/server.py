@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.admin import create_admin_app
 from sidecar.app import create_app
-from sidecar.appkeys import LIFECYCLE, METRICS
+from sidecar.appkeys import LIFECYCLE, METRICS, RELOADER
 from sidecar.config import Config, Listen
+from sidecar.encryption import ClientKeysError
 from sidecar.keys import KeyFileError
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class Server:
             await self._proxy_runner.setup()
         except KeyFileError as exc:
             raise StartupError(f"signing.keys_file: {exc}") from None
+        except ClientKeysError as exc:
+            raise StartupError(str(exc)) from None
         await self._admin_runner.setup()
         self.proxy_port = await _bind(self._proxy_runner, self.config.listen, "listen")
         try:
@@ -90,13 +93,14 @@ async def serve(
     registry: CollectorRegistry | None = None,
     on_started: Callable[[Server], Awaitable[None]] | None = None,
 ) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run until SIGTERM or SIGINT, then shut down gracefully; SIGHUP re-reads the key file."""
     server = Server(config, registry=registry)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.app[RELOADER].request)
     log.info(
         "server.started",
         extra={"event": "server.started", "port": server.proxy_port,
@@ -107,6 +111,6 @@ async def serve(
             await on_started(server)
         await stop.wait()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
         await server.stop()
