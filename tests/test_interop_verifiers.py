@@ -126,9 +126,7 @@ def _tampered(original: Answer, other: Answer) -> Answer:
 
 
 async def _collect(provider: NodeProvider, tmp_path: Path) -> dict[str, Answer]:
-    """Ask the sidecar (one per alg, a shared key file) and the provider for every case."""
-    keys_file = tmp_path / "keys.json"
-    keys_file.write_text(private_jwks(*SIGNING_ALGS))
+    """Ask the sidecar (one per alg, each with that alg's key) and the provider for every case."""
     made: dict[str, Answer] = {}
     async with aiohttp.ClientSession() as session:
         active = await provider.get_token(session, scope="read write")
@@ -141,10 +139,11 @@ async def _collect(provider: NodeProvider, tmp_path: Path) -> dict[str, Answer]:
             expected[state] = json.loads(body)
 
         for alg in SIGNING_ALGS:
+            keys_file = tmp_path / f"{alg}.json"
+            keys_file.write_text(private_jwks(alg))
             config = sidecar_config(
                 tmp_path, upstream_url=provider.base_url, issuer=provider.issuer,
-                keys_file=keys_file, extra={"signing": {"keys_file": str(keys_file),
-                                                        "kid": f"{alg.lower()}-key"}},
+                keys_file=keys_file,
             )  # fmt: skip
             server = Server(config, registry=CollectorRegistry())
             await server.start()
