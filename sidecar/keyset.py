@@ -32,6 +32,7 @@ class _Entry:
     use: str | None
     key_ops: frozenset[str] | None
     rsa_bits: int
+    public_key: Any  # the ``cryptography`` key that verifies, or None when it may not
 
 
 class KeySet:
@@ -91,20 +92,19 @@ class KeySet:
         """The public keys (``cryptography`` objects) that may verify a JWS with ``alg``.
 
         A ``kid`` in the JWS header must match the key's exactly; a key that names an
-        ``alg``, ``use`` or ``key_ops`` must allow this use (RFC 7517 §4.2 to §4.4).
+        ``alg``, ``use`` or ``key_ops`` must allow this use (RFC 7517 §4.2 to §4.4). An
+        RSA key must have at least 2048 bits (RFC 7518 §3.3).
         """
         found = []
         for entry in self._entries:
             if kid is not None and entry.kid != kid:
                 continue
-            if entry.use not in (None, "sig"):
-                continue
-            if entry.key_ops is not None and "verify" not in entry.key_ops:
+            if entry.public_key is None:
                 continue
             if entry.alg is not None and _alg_name(entry.alg) != _alg_name(alg):
                 continue
             if _fits_signing(alg, entry):
-                found.append(entry.key.get_op_key("verify"))
+                found.append(entry.public_key)
         return found
 
     def decryption_keys(self, alg: str, kid: str | None) -> list[Any]:
@@ -165,15 +165,24 @@ def _entry(member: Any) -> _Entry | None:
         isinstance(key_ops, list) and all(isinstance(op, str) for op in key_ops)
     ):
         return None
+    use = _optional_str(member, "use")
+    public_key = None
+    # RFC 7517 §4.2, §4.3: a key marked for encryption, or not for verify, never verifies.
+    if use in (None, "sig") and (key_ops is None or "verify" in key_ops):
+        try:
+            public_key = key.get_op_key("verify")
+        except (JWException, ValueError, TypeError):
+            public_key = None
     return _Entry(
         key=key,
         kid=_optional_str(member, "kid"),
         kty=str(member["kty"]),
         crv=_optional_str(member, "crv"),
         alg=_optional_str(member, "alg"),
-        use=_optional_str(member, "use"),
+        use=use,
         key_ops=frozenset(key_ops) if key_ops is not None else None,
         rsa_bits=rsa_bits,
+        public_key=public_key,
     )
 
 

@@ -283,6 +283,28 @@ def test_unsafe_policy_is_refused(changes: dict[str, Any]) -> None:
         policy(**changes)
 
 
+@pytest.mark.parametrize(
+    "restriction",
+    [{"use": "enc"}, {"key_ops": ["encrypt"]}, {"alg": "PS256"}, {"kid": "another"}],
+)
+def test_key_that_may_not_verify_is_not_used(restriction: dict[str, Any]) -> None:
+    """A JWK marked for another use, operation, alg or kid does not verify (RFC 7517 §4)."""
+    member = {**SIGNING_KEYS["rs256-key"].export_public(as_dict=True), **restriction}
+    with pytest.raises(BadSignature):
+        verify_introspection_jwt(sign(claims(), "RS256"), {"keys": [member]}, policy())
+
+
+def test_short_rsa_key_is_not_used() -> None:
+    """An RSA key under 2048 bits never verifies, even a correct signature (RFC 7518 §3.3)."""
+    short = jwk.JWK.generate(kty="RSA", size=1024, kid="short", alg="RS256")
+    token = jws.JWS(json.dumps(claims()).encode())
+    token.add_signature(short, alg=None, protected=json.dumps(
+        {"alg": "RS256", "kid": "short", "typ": TYP}))  # fmt: skip
+    public = {"keys": [short.export_public(as_dict=True)]}
+    with pytest.raises(BadSignature, match="no key"):
+        verify_introspection_jwt(token.serialize(compact=True), public, policy())
+
+
 def test_ed25519_alg_name_is_accepted() -> None:
     """An answer signed with RFC 9864's "Ed25519" alg verifies with an Ed25519 key."""
     token = sign(claims(), "Ed25519", key="eddsa-key")
