@@ -252,9 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--audience", required=True, help="expected aud (our client_id)")
     verify.add_argument("--alg", action="append", help="allowed JWS alg (repeat; default all)")
     verify.add_argument("--typ", default="token-introspection+jwt", help="expected JWS typ")
-    verify.add_argument("--max-age", type=float, default=60.0, help="max seconds since iat")
+    verify.add_argument(
+        "--max-age", type=float, default=60.0, metavar="SECONDS", help="max age of iat (60)"
+    )
     verify.add_argument("--any-age", action="store_true", help="do not check how old iat is")
-    verify.add_argument("--leeway", type=float, default=5.0, help="clock skew allowed (s)")
+    verify.add_argument(
+        "--leeway", type=float, default=5.0, metavar="SECONDS", help="clock skew allowed (5)"
+    )
     verify.add_argument("--decrypt-key", metavar="FILE", help="our private JWK (Set) for JWE")
     verify.add_argument("--require-encryption", action="store_true", help="refuse a bare JWS")
     verify.add_argument("--draft08", action="store_true", help="flat draft-08 claims")

@@ -364,6 +364,18 @@ async def test_client_request_and_result(fake_as: FakeAS, session: aiohttp.Clien
     assert request.body == b"token=tok+en&token_type_hint=access_token"
 
 
+async def test_client_owns_its_session_when_given_none(fake_as: FakeAS) -> None:
+    """Without a session the client makes one, and closes it on leaving ``async with``."""
+    fake_as.answer(PUBLIC_JWKS, path="/jwks")
+    serve_answer(fake_as, sign(claims()))
+    async with IntrospectionClient(
+        fake_as.url + "/introspect", client_id=AUDIENCE, client_secret="s",
+        jwks=fake_as.url + "/jwks", policy=policy(),
+    ) as client:  # fmt: skip
+        assert (await client.introspect("tok"))["active"] is True
+    assert client._session.closed
+
+
 async def test_client_secret_post(fake_as: FakeAS, session: aiohttp.ClientSession) -> None:
     """With client_secret_post the credentials go in the form, not in a header."""
     fake_as.answer(PUBLIC_JWKS, path="/jwks")
