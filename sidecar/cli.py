@@ -1,4 +1,4 @@
-"""The ``sidecar`` command line (SPEC §1): run, check-config, keygen, demo."""
+"""The ``sidecar`` command line (SPEC §1): run, check-config, keygen, demo, verify."""
 
 from __future__ import annotations
 
@@ -171,6 +171,51 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Verify an introspection JWT as a resource server would: exit 0 valid, 1 invalid."""
+    from sidecar import client
+
+    if args.file:
+        token = _read_file(args.file)
+    elif args.jwt not in (None, "-"):
+        token = args.jwt.encode()
+    elif sys.stdin.isatty():
+        return fail("verify: give the JWT as an argument, with --file, or on stdin")
+    else:
+        token = sys.stdin.buffer.read()
+    if token is None:
+        return fail(f"verify: cannot read {args.file}")
+    try:
+        policy = client.VerificationPolicy(
+            issuer=args.issuer,
+            audience=args.audience,
+            algorithms=tuple(args.alg or client.SUPPORTED_ALGS),
+            typ=args.typ,
+            max_age=None if args.any_age else args.max_age,
+            leeway=args.leeway,
+            decrypt_keys=(
+                client.load_key_set(args.decrypt_key) if args.decrypt_key else client.KeySet()
+            ),
+            require_encryption=args.require_encryption,
+            draft08=args.draft08,
+        )
+        keys = client.load_key_set(args.jwks) if args.jwks else None
+    except ValueError as exc:
+        return fail(f"verify: {exc}")
+    try:
+        keys = client.fetch_jwks_blocking(args.jwks_uri) if keys is None else keys
+        verified = client.verify_introspection_jwt(token, keys, policy)
+    except client.IntrospectionError as exc:
+        print(f"invalid: {exc.reason}: {exc}")
+        return 1
+    print("valid")
+    for title, part in [("encryption header", verified.encryption_header),
+                        ("header", verified.header), ("claims", verified.claims)]:  # fmt: skip
+        if part is not None:
+            print(f"{title}: {json.dumps(part, indent=2, ensure_ascii=False)}")
+    return EXIT_OK
+
+
 def _install_uvloop() -> None:
     """Use uvloop when it is installed: a faster event loop, same behaviour."""
     try:
@@ -214,6 +259,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--admin-port", type=int, default=9090, help="admin port (default 9090)")
     demo.add_argument("--once", action="store_true", help="exit after the sample requests")
     demo.set_defaults(handler=cmd_demo)
+
+    verify = commands.add_parser("verify", help="verify an introspection JWT as an RS would")
+    verify.add_argument("jwt", nargs="?", help="the JWT (default or '-': read stdin)")
+    verify.add_argument("--file", help="read the JWT from this file")
+    keys = verify.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--jwks", metavar="FILE", help="the AS's JWK Set (JSON file)")
+    keys.add_argument("--jwks-uri", metavar="URL", help="fetch the AS's JWK Set from URL")
+    verify.add_argument("--issuer", required=True, help="expected iss (the AS issuer URL)")
+    verify.add_argument("--audience", required=True, help="expected aud (our client_id)")
+    verify.add_argument("--alg", action="append", help="allowed JWS alg (repeat; default all)")
+    verify.add_argument("--typ", default="token-introspection+jwt", help="expected JWS typ")
+    verify.add_argument(
+        "--max-age", type=float, default=60.0, metavar="SECONDS", help="max age of iat (60)"
+    )
+    verify.add_argument("--any-age", action="store_true", help="do not check how old iat is")
+    verify.add_argument(
+        "--leeway", type=float, default=5.0, metavar="SECONDS", help="clock skew allowed (5)"
+    )
+    verify.add_argument("--decrypt-key", metavar="FILE", help="our private JWK (Set) for JWE")
+    verify.add_argument("--require-encryption", action="store_true", help="refuse a bare JWS")
+    verify.add_argument("--draft08", action="store_true", help="flat draft-08 claims")
+    verify.set_defaults(handler=cmd_verify)
     return parser
 
 
