@@ -29,10 +29,7 @@ from nodeinterop import JWT_MEDIA_TYPE, NodeProvider, jose_verify_async
 from sidecar.client import KeySet, VerificationPolicy, verify_introspection_jwt
 from sidecar.compact import b64decode, json_object
 
-pytestmark = [
-    requires_node,
-    pytest.mark.skip(reason="needs per-client encryption (issue 3); remove once it is merged"),
-]
+pytestmark = requires_node
 
 # Resource server → (JWE alg, JWE enc) it registered at the provider.
 ENCRYPTING = {
