@@ -19,6 +19,7 @@ from sidecar.appkeys import (
     LIFECYCLE,
     METRICS,
     RELOADER,
+    REUSE,
     UPSTREAM,
     Lifecycle,
 )
@@ -30,6 +31,7 @@ from sidecar.introspection import introspect
 from sidecar.metrics import Metrics
 from sidecar.passthrough import passthrough
 from sidecar.reload import KeyReloader, ReloadMetrics, key_store
+from sidecar.reuse import SignatureReuse
 from sidecar.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ def create_app(
     app[METRICS] = metrics or Metrics(registry)
     app[LIFECYCLE] = lifecycle or Lifecycle()
     app[KEYS] = key_store(config)
+    app[REUSE] = SignatureReuse()
     app[RELOADER] = KeyReloader(
         app[KEYS],
         interval=config.signing.reload_interval,

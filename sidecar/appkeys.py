@@ -12,6 +12,7 @@ from sidecar.encryption import ClientEncryption, EncryptionMetrics
 from sidecar.keys import KeyStore
 from sidecar.metrics import Metrics
 from sidecar.reload import KeyReloader
+from sidecar.reuse import SignatureReuse
 from sidecar.upstream import UpstreamClient
 
 
@@ -31,3 +32,4 @@ RELOADER = web.AppKey("reloader", KeyReloader)
 ENCRYPTION = web.AppKey("encryption", ClientEncryption)
 GUARD = web.AppKey("downgrade_guard", DowngradeGuard)
 ENCRYPTION_METRICS = web.AppKey("encryption_metrics", EncryptionMetrics)
+REUSE = web.AppKey("signature_reuse", SignatureReuse)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 from aiohttp import web
 
 from sidecar.answers import NO_STORE_HEADERS, error_response
-from sidecar.appkeys import CONFIG, ENCRYPTION, GUARD, KEYS, METRICS, UPSTREAM
+from sidecar.appkeys import CONFIG, ENCRYPTION, GUARD, KEYS, METRICS, REUSE, UPSTREAM
 from sidecar.callers import identify_caller
-from sidecar.errors import RequestTooLarge, SidecarError
+from sidecar.errors import CallerError, RequestTooLarge, SidecarError
+from sidecar.keys import SigningKey
 from sidecar.negotiate import DRAFT08_MEDIA_TYPE, RFC9701_MEDIA_TYPE, Format, choose_format
 from sidecar.tokens import build_claims, encode_claims, parse_introspection_object
 from sidecar.upstream import UpstreamAnswer, introspection_headers
@@ -81,21 +83,10 @@ async def _answer(request: web.Request, answer_format: Format) -> tuple[web.Resp
         # JSON asked for, or an upstream refusal: passed on as sent, never signed (SPEC §4).
         outcome = "passthrough" if upstream_answer.is_success else "upstream_error"
         return _relay(upstream_answer), outcome
-    introspection_object = parse_introspection_object(upstream_answer.body)
     policy = config.clients.get(caller_id)
     audience = policy.audience if policy and policy.audience else caller_id
-    claims = build_claims(
-        answer_format,
-        introspection_object,
-        issuer=config.issuer,
-        audience=audience,
-        issued_at=int(time.time()),
-        include_jti=config.introspection.include_jti,
-    )
     key = app[KEYS].signing_key(caller_id)
-    started = time.perf_counter()
-    token = key.signer.sign(encode_claims(claims))
-    app[METRICS].signing_seconds.labels(alg=key.alg).observe(time.perf_counter() - started)
+    token = _signed_answer(app, upstream_answer.body, answer_format, audience, key)
     outcome = "signed"
     encryptor = app[ENCRYPTION].for_client(caller_id)
     if encryptor is not None:
@@ -107,20 +98,61 @@ async def _answer(request: web.Request, answer_format: Format) -> tuple[web.Resp
     return web.Response(body=token, headers=headers), outcome
 
 
+def _signed_answer(
+    app: web.Application, body: bytes, answer_format: Format, audience: str, key: SigningKey
+) -> bytes:
+    """The compact JWS for the upstream answer ``body``, signed now or earlier this second."""
+    config = app[CONFIG]
+    issued_at = int(time.time())
+    reuse = None if config.introspection.include_jti else app[REUSE]
+    # Everything the JWS bytes depend on; issuer and typ are fixed for the process, and a
+    # reloaded key ring brings new Signer objects, so old entries can never match.
+    reuse_key = (body, audience, answer_format, key.signer)
+    if reuse is not None:
+        token = reuse.get(issued_at, reuse_key)
+        if token is not None:
+            app[METRICS].signatures_reused.inc()
+            return token
+    claims = build_claims(
+        answer_format,
+        parse_introspection_object(body),
+        issuer=config.issuer,
+        audience=audience,
+        issued_at=issued_at,
+        include_jti=config.introspection.include_jti,
+    )
+    payload = encode_claims(claims)
+    started = time.perf_counter()
+    token = key.signer.sign(payload)
+    app[METRICS].observe_signing(key.alg, time.perf_counter() - started)
+    if reuse is not None:
+        reuse.put(issued_at, reuse_key, token)
+    return token
+
+
 def _relay(answer: UpstreamAnswer) -> web.Response:
     """The upstream's status, Content-Type, WWW-Authenticate and body bytes, unchanged."""
-    headers = {
-        name: answer.headers[name] for name in _PASSED_UPSTREAM_HEADERS if name in answer.headers
-    }
-    headers.update(NO_STORE_HEADERS)
+    headers = dict(NO_STORE_HEADERS)
+    for name in _PASSED_UPSTREAM_HEADERS:
+        value = answer.headers.get(name)
+        if value is not None:
+            headers[name] = value
     return web.Response(status=answer.status, body=answer.body, headers=headers)
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The request body, refusing more than ``limit`` bytes before anything is forwarded."""
     declared = request.content_length
-    if declared is not None and declared > limit:
-        raise RequestTooLarge(f"the request body is over {limit} bytes")
+    if declared is not None:
+        if declared > limit:
+            raise RequestTooLarge(f"the request body is over {limit} bytes")
+        if declared == 0:
+            return b""
+        # A declared length within the limit: read exactly that many bytes at once.
+        try:
+            return await request.content.readexactly(declared)
+        except asyncio.IncompleteReadError:
+            raise CallerError("invalid_request", "the request body ended early") from None
     chunks: list[bytes] = []
     received = 0
     while True:

@@ -46,6 +46,11 @@ class Metrics:
             buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01),
             registry=registry,
         )
+        self.signatures_reused = Counter(
+            f"{PREFIX}_signatures_reused",
+            "JWT answers identical to one signed earlier in the same second, not signed again.",
+            registry=registry,
+        )
         self.passthrough = Counter(
             f"{PREFIX}_passthrough_requests",
             "Requests on other paths forwarded to the upstream, by outcome.",
@@ -66,10 +71,18 @@ class Metrics:
             (f, o): self.requests.labels(format=f, outcome=o) for f in FORMATS for o in OUTCOMES
         }
         self._upstream = {o: self.upstream_seconds.labels(outcome=o) for o in UPSTREAM_OUTCOMES}
+        self._signing: dict[str, Histogram] = {}
 
     def count_request(self, answer_format: str, outcome: str) -> None:
         """Count one introspection answer."""
         self._requests[(answer_format, outcome)].inc()
+
+    def observe_signing(self, alg: str, seconds: float) -> None:
+        """Record the time of one signature."""
+        child = self._signing.get(alg)
+        if child is None:
+            child = self._signing[alg] = self.signing_seconds.labels(alg=alg)
+        child.observe(seconds)
 
     def observe_upstream(self, outcome: str, seconds: float) -> None:
         """Record one upstream exchange."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from sidecar import __version__
 from sidecar.config import Upstream as UpstreamConfig
 from sidecar.errors import UpstreamTimeout, UpstreamUnavailable
 from sidecar.metrics import Metrics
@@ -24,6 +25,16 @@ HOP_BY_HOP_HEADERS = frozenset(
 
 # SPEC §4: what an introspection request carries upstream, and nothing else.
 FORWARDED_INTROSPECTION_HEADERS = ("Authorization", "Content-Type")
+
+# Set on every forwarded introspection request. Naming every header aiohttp would add by
+# itself keeps its per-request header defaulting on the fast path.
+_INTROSPECTION_REQUEST_HEADERS = {
+    "Accept": "application/json",
+    "Accept-Encoding": "identity",
+    "User-Agent": f"jwt-introspection-sidecar/{__version__}",
+}
+
+_STATUS_CLASSES = {hundreds: f"{hundreds}xx" for hundreds in range(1, 6)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +64,6 @@ class UpstreamClient:
             # Bytes pass through as the upstream sent them; introspection asks for identity.
             auto_decompress=False,
             timeout=self._timeout,
-            skip_auto_headers=("User-Agent",),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
 
@@ -77,7 +87,7 @@ class UpstreamClient:
                 allow_redirects=False,
             ) as response:
                 payload = await read_limited(response, self._config.max_response_bytes)
-                outcome = str(response.status // 100) + "xx"
+                outcome = _STATUS_CLASSES.get(response.status // 100, "error")
                 return UpstreamAnswer(response.status, response.headers, payload)
         except TimeoutError:
             outcome = "timeout"
@@ -128,14 +138,24 @@ def forwarded_headers(
 
 def introspection_headers(
     incoming: Mapping[str, str], *, remote: str | None, scheme: str, host: str | None
-) -> CIMultiDict[str]:
-    """The headers of a forwarded introspection request (SPEC §4 allow-list)."""
-    headers = forwarded_headers(incoming, remote=remote, scheme=scheme, host=host)
+) -> dict[str, str]:
+    """The headers of a forwarded introspection request (SPEC §4 allow-list).
+
+    A plain dict of distinct names: built on every request, so kept cheap.
+    """
+    # The legacy endpoint speaks JSON; uncompressed, so the bytes can be signed and passed on.
+    headers = dict(_INTROSPECTION_REQUEST_HEADERS)
     for name in FORWARDED_INTROSPECTION_HEADERS:
         value = incoming.get(name)
         if value is not None:
             headers[name] = value
-    # The legacy endpoint speaks JSON; uncompressed, so the bytes can be signed and passed on.
-    headers["Accept"] = "application/json"
-    headers["Accept-Encoding"] = "identity"
+    prior = incoming.get("X-Forwarded-For")
+    if remote:
+        headers["X-Forwarded-For"] = f"{prior}, {remote}" if prior else remote
+    elif prior:
+        headers["X-Forwarded-For"] = prior
+    headers["X-Forwarded-Proto"] = incoming.get("X-Forwarded-Proto") or scheme
+    forwarded_host = incoming.get("X-Forwarded-Host") or host
+    if forwarded_host:
+        headers["X-Forwarded-Host"] = forwarded_host
     return headers

@@ -411,3 +411,56 @@ async def test_verified_by_joserfc(sidecar: Running) -> None:
     token = jose_jwt.decode(body.decode(), KeySet.import_key_set(await sidecar.public_jwks()))
     assert token.header["typ"] == "token-introspection+jwt"
     assert token.claims["token_introspection"]["active"] is True
+
+
+async def test_empty_body_is_forwarded_in_json_mode(sidecar: Running, fake_as: FakeAS) -> None:
+    """An empty body with Content-Length 0 is forwarded as is; the upstream judges it."""
+    status, _, _ = await sidecar.introspect(accept=None, data=b"")
+    assert status == 200
+    assert fake_as.introspections[0].body == b""
+
+
+async def test_body_cut_short_is_400_and_not_forwarded(sidecar: Running, fake_as: FakeAS) -> None:
+    """A body shorter than its Content-Length is refused and reaches nobody."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.server.proxy_port)
+    writer.write(
+        b"POST /token/introspect HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n\r\ntoken=abc"
+    )
+    await writer.drain()
+    writer.write_eof()
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400") or answer == b""
+    assert fake_as.received == []
+
+
+async def test_identical_answers_in_one_second_share_a_signature(
+    sidecar: Running, fake_as: FakeAS
+) -> None:
+    """Repeating a request within a second reuses the JWS; a new upstream answer is signed anew."""
+    first = await sidecar.introspect()
+    second = await sidecar.introspect()
+    jwks = await sidecar.public_jwks()
+    if (
+        verify_jwt(first[2], jwks, audience="rs-1")[1]["iat"]
+        == verify_jwt(second[2], jwks, audience="rs-1")[1]["iat"]
+    ):
+        assert first[2] == second[2]
+        assert sidecar.sample("sidecar_signatures_reused_total") == 1
+    fake_as.answer({"active": False})
+    _, _, third = await sidecar.introspect()
+    assert verify_jwt(third, jwks, audience="rs-1")[1]["token_introspection"] == {"active": False}
+    _, _, other_caller = await sidecar.introspect(client="rs-2")
+    assert verify_jwt(other_caller, jwks, audience="rs-2")[1]["aud"] == "rs-2"
+    assert len(fake_as.introspections) == 4  # the upstream is asked every time
+
+
+async def test_include_jti_never_reuses(make_config: Any, start_sidecar: Any) -> None:
+    """With include_jti every answer is signed anew, so every jti differs."""
+    running = await start_sidecar(make_config({"introspection": {"include_jti": True}}))
+    bodies = {(await running.introspect())[2] for _ in range(5)}
+    assert len(bodies) == 5
+    assert running.sample("sidecar_signatures_reused_total") == 0
