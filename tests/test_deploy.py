@@ -31,3 +31,7 @@ def test_deployment_probes_and_grace_period() -> None:
     assert pod["terminationGracePeriodSeconds"] > shutdown["drain_seconds"] + shutdown["timeout"]
     keys_mount = next(m for m in sidecar["volumeMounts"] if m["name"] == "keys")
     assert "subPath" not in keys_mount  # a subPath mount is never updated by the kubelet
+    # The image runs as uid/gid 10001: the Secret's files must be readable by that group.
+    assert pod["securityContext"]["fsGroup"] == 10001
+    keys_volume = next(v for v in pod["volumes"] if v["name"] == "keys")
+    assert keys_volume["secret"]["defaultMode"] & 0o040
