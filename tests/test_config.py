@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from sidecar.config import ConfigError, build_config, config_path, env_name, load_config
+from sidecar.config import ConfigError, build_config, config_path, load_config
+from sidecar.configreader import env_name
 from sidecar.negotiate import Format
 
 MINIMAL = {
