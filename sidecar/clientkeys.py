@@ -40,13 +40,13 @@ KEY_TYPES: dict[str, frozenset[tuple[str, str | None]]] = {
 _ENCRYPTING_OPS = {"encrypt", "wrapKey", "deriveKey"}
 
 # jwks_uri caching: a fetched set is fresh for its Cache-Control max-age within these bounds,
-# a failed fetch is retried after a pause, and keys that were good stay usable a while after
-# they went stale when the client's server cannot be reached (still encrypted, never plain).
+# and a failed fetch is retried after a pause. Once a set has expired it is not used again
+# until it is fetched anew: while the client's server cannot be reached, the caller gets a
+# 5xx, never an answer encrypted to a key it may have withdrawn, and never a plain one.
 DEFAULT_TTL = 300.0
 MIN_TTL = 30.0
 MAX_TTL = 86_400.0
 RETRY_AFTER = 5.0
-STALE_GRACE = 3_600.0
 MAX_JWKS_BYTES = 262_144
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
@@ -167,21 +167,12 @@ class RemoteKeys:
         if self._recipient is not None and now < self._fresh_until:
             return self._recipient
         if now < self._retry_at and self._failure is not None:
-            return self._stale_or_raise(now, self._failure)
+            raise self._failure
         if self._fetch is None:
             # One fetch at a time, whatever the number of callers waiting for it.
             self._fetch = asyncio.get_running_loop().create_task(self._refresh())
             self._fetch.add_done_callback(_retrieve)
-        try:
-            return await asyncio.shield(self._fetch)
-        except EncryptionKeysUnavailable as exc:
-            return self._stale_or_raise(now, exc)
-
-    def _stale_or_raise(self, now: float, failure: EncryptionKeysUnavailable) -> Recipient:
-        """Keys fetched before, within the grace period, rather than an error."""
-        if self._recipient is not None and now < self._fresh_until + STALE_GRACE:
-            return self._recipient
-        raise failure
+        return await asyncio.shield(self._fetch)
 
     async def _refresh(self) -> Recipient:
         """Fetch and choose; on failure remember it for ``RETRY_AFTER`` seconds."""

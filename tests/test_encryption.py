@@ -22,7 +22,6 @@ from sidecar.clientkeys import (
     MAX_TTL,
     MIN_TTL,
     RETRY_AFTER,
-    STALE_GRACE,
     RemoteKeys,
     cache_lifetime,
     choose_recipient,
@@ -385,18 +384,18 @@ async def test_remote_keys_refresh_after_max_age(remote: Any, fake_as: FakeAS) -
     assert fetches(fake_as) == 2
 
 
-async def test_remote_keys_stale_while_the_uri_is_down(remote: Any, fake_as: FakeAS) -> None:
-    """Expired keys stay usable for a grace period while the jwks_uri fails, then errors start."""
+async def test_remote_keys_expired_while_the_uri_is_down(remote: Any, fake_as: FakeAS) -> None:
+    """Once the cached set expired and the jwks_uri fails, the caller gets an error: no old keys."""
     keys, clock, fetched = remote
     fake_as.answer(public_set(client_key("RSA", kid="first")), path="/rs/jwks.json")
     await keys.recipient()
     fake_as.answer(b"down", status=503, path="/rs/jwks.json")
-    clock.now += DEFAULT_TTL + 1
-    assert (await keys.recipient()).kid == "first"
-    assert fetched == ["ok", "unavailable"]
-    clock.now += STALE_GRACE
+    clock.now += DEFAULT_TTL - 1
+    assert (await keys.recipient()).kid == "first"  # still fresh: no fetch
+    clock.now += 2
     with pytest.raises(EncryptionKeysUnavailable, match="answered HTTP 503"):
         await keys.recipient()
+    assert fetched == ["ok", "unavailable"]
 
 
 async def test_remote_keys_retry_after_a_pause(remote: Any, fake_as: FakeAS) -> None:
