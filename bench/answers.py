@@ -25,6 +25,7 @@ class Expectation:
     shape: str  # json | rfc9701 | draft08
     alg: str | None = None
     encryption_alg: str | None = None  # set: a nested JWT (SPEC §7), decrypted with client_keys
+    distinct: bool = False  # two answers in a row must carry different introspection objects
 
 
 def fetch(url: str, spec: RequestSpec) -> tuple[int, str, bytes]:
@@ -47,23 +48,51 @@ def check_answer(
     signing_keys: jwk.JWKSet,
     client_keys: jwk.JWKSet,
 ) -> str | None:
-    """None when one answer is what the scenario claims to measure, else what is wrong."""
+    """None when one answer is what the scenario claims to measure, else what is wrong.
+
+    For a distinct scenario a second answer is fetched too: its introspection object must
+    differ from the first one's, or the scenario would measure signature reuse after all.
+    """
+    first, problem = checked_claims(url, spec, expected, signing_keys, client_keys)
+    if problem or not expected.distinct:
+        return problem
+    second, problem = checked_claims(url, spec, expected, signing_keys, client_keys)
+    if problem:
+        return problem
+    if introspection_object(first, expected.shape) == introspection_object(second, expected.shape):
+        return "two answers in a row carry the same introspection object: not distinct"
+    return None
+
+
+def introspection_object(claims: dict[str, object], shape: str) -> object:
+    """RFC 9701 nests the introspection object; draft-08 and JSON keep it flat."""
+    return claims.get("token_introspection") if shape == "rfc9701" else claims
+
+
+def checked_claims(
+    url: str,
+    spec: RequestSpec,
+    expected: Expectation,
+    signing_keys: jwk.JWKSet,
+    client_keys: jwk.JWKSet,
+) -> tuple[dict[str, object], str | None]:
+    """One answer's (decrypted, verified) claims, and what is wrong with it if anything."""
     try:
         status, content_type, body = fetch(url, spec)
     except OSError as error:
-        return f"request failed: {error}"
+        return {}, f"request failed: {error}"
     if status != 200:
-        return f"status {status}: {body[:200]!r}"
+        return {}, f"status {status}: {body[:200]!r}"
     media_type = content_type.split(";")[0].strip().lower()
     if media_type != CONTENT_TYPES[expected.shape]:
-        return f"Content-Type {content_type!r}, expected {CONTENT_TYPES[expected.shape]}"
+        return {}, f"Content-Type {content_type!r}, expected {CONTENT_TYPES[expected.shape]}"
     try:
         claims = decode(body.decode(), expected, signing_keys, client_keys)
     except ValueError as error:
-        return str(error)
+        return {}, str(error)
     except Exception as error:  # any decoding failure is a finding to report, not a crash
-        return f"{type(error).__name__}: {error}"
-    return shape_problem(claims, expected.shape)
+        return {}, f"{type(error).__name__}: {error}"
+    return claims, shape_problem(claims, expected.shape)
 
 
 def decode(
@@ -100,8 +129,8 @@ def require_header(compact: str, parts: int, member: str, wanted: str | None) ->
 
 
 def shape_problem(claims: dict[str, object], shape: str) -> str | None:
-    """RFC 9701 nests the introspection object; draft-08 and JSON keep it flat."""
-    inner = claims.get("token_introspection") if shape == "rfc9701" else claims
+    """An active introspection object where the shape puts it, or what is wrong."""
+    inner = introspection_object(claims, shape)
     if not isinstance(inner, dict) or inner.get("active") is not True:
         return f"no active introspection object in the {shape} answer"
     return None

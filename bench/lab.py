@@ -33,6 +33,7 @@ class Lab:
     upstream_of: dict[str, str] = field(default_factory=dict)  # role -> role of its upstream
     verify_keys: dict[str, jwk.JWKSet] = field(default_factory=dict)
     commands: dict[str, list[str]] = field(default_factory=dict)
+    metrics_urls: dict[str, str] = field(default_factory=dict)  # sidecar role -> admin /metrics
 
     def add(self, role: str, server: Server, path: str, upstream_role: str | None) -> None:
         """Register a started server; it is stopped when the lab's stack unwinds."""
@@ -110,6 +111,7 @@ def start_sidecar(lab: Lab, role: str, upstream_role: str, config: dict[str, obj
         env=clean_environment(),
     )
     lab.add(role, server, str(introspection["path"]), upstream_role)
+    lab.metrics_urls[role] = f"http://127.0.0.1:{admin['port']}/metrics"
     wait_listening(server, timeout=30)
     if not wait_ready(f"http://127.0.0.1:{admin['port']}/readyz"):
         print(f"warning: {role} /readyz did not answer 200; measuring anyway", file=sys.stderr)

@@ -17,6 +17,9 @@ WRK_SCRIPT = BENCH_DIR / "post.lua"
 RATELOAD = BENCH_DIR / "rateload.py"
 # An opaque access token of a realistic length (43 base64url characters, 256 bits).
 TOKEN_BODY = "token=3q2-7wZ8uEp1VbD0x6G_kT9sYcRfLmNa4hJiOuWyQeA&token_type_hint=access_token"
+# The same length, but the token starts with "bench-distinct-": bench/upstream.py then puts a
+# per-answer counter in jti, so every answer differs and no signature can be reused.
+DISTINCT_BODY = "token=bench-distinct-7wZ8uEp1VbD0x6G_kT9sYcRfLmNa&token_type_hint=access_token"
 
 
 @dataclass(frozen=True, slots=True)

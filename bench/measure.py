@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +29,11 @@ class Scenario:
     spec: loads.RequestSpec
     expected: answers.Expectation
 
+    @property
+    def distinct(self) -> bool:
+        """Every answer differs (informational scenario: no signature reuse possible)."""
+        return self.expected.distinct
+
 
 @dataclass(frozen=True, slots=True)
 class Timing:
@@ -34,6 +42,13 @@ class Timing:
     warmup: float
     duration: float
     sign_seconds: float  # per algorithm, for the raw signing rates
+    distinct_duration: float  # measured seconds of the informational distinct-answer runs
+
+    def of(self, scenario: Scenario) -> Timing:
+        """The timing of one scenario (distinct-answer runs may be shorter in --quick)."""
+        if not scenario.distinct:
+            return self
+        return dataclasses.replace(self, duration=self.distinct_duration)
 
 
 def check(lab: Lab, scenario: Scenario) -> str | None:
@@ -127,6 +142,55 @@ def core_speed(lab: Lab, core: int | None) -> float:
     return signing_rates(lab, 0.25, "ES256", core)["ES256"]
 
 
+def sidecar_counters(lab: Lab, role: str) -> dict[str, float] | None:
+    """The sidecar's own counters (admin /metrics): answers, reused signatures, signing time.
+
+    Read just before and after a measured run, their difference tells how many answers of
+    the run reused a signature (sidecar/reuse.py) and what one fresh signature cost inside
+    the running sidecar (`sidecar_signing_duration_seconds`, the sign call alone).
+    """
+    url = lab.metrics_urls.get(role)
+    if url is None:
+        return None
+    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 (loopback URL built here)
+        text = answer.read().decode()
+        found: dict[str, float] = {"requests": 0.0, "reused": 0.0, "signed": 0.0, "sign_s": 0.0}
+        for line in text.splitlines():
+            if line.startswith("#") or " " not in line:
+                continue
+            name, _, value = line.rpartition(" ")
+            if name.startswith("sidecar_introspection_requests_total{"):
+                found["requests"] += float(value)
+            elif name == "sidecar_signatures_reused_total":
+                found["reused"] = float(value)
+            elif name.startswith("sidecar_signing_duration_seconds_count{"):
+                found["signed"] += float(value)
+            elif name.startswith("sidecar_signing_duration_seconds_sum{"):
+                found["sign_s"] += float(value)
+        return found
+    return None
+
+
+def counter_delta(
+    before: dict[str, float] | None, after: dict[str, float] | None
+) -> dict[str, Any] | None:
+    """Share of answers that reused a signature, and mean µs per fresh signature, over a run."""
+    if before is None or after is None:
+        return None
+    answered = after["requests"] - before["requests"]
+    signed = after["signed"] - before["signed"]
+    reused = after["reused"] - before["reused"]
+    return {
+        "answers": int(answered),
+        "signatures_made": int(signed),
+        "signatures_reused": int(reused),
+        "reused_percent": round(100 * reused / answered, 2) if answered else None,
+        "sign_us_mean": round(1e6 * (after["sign_s"] - before["sign_s"]) / signed, 1)
+        if signed
+        else None,
+    }
+
+
 def measure_throughput(
     lab: Lab, scenario: Scenario, timing: Timing, connections: int = 64
 ) -> dict[str, Any]:
@@ -138,10 +202,12 @@ def measure_throughput(
     loads.run_wrk(url, scenario.spec, seconds=timing.warmup, cpu=cpu_core, connections=connections)
     server_pid = lab.servers[scenario.role].pid
     rss_after_warmup = memory_bytes(server_pid)["VmRSS"] / MB
+    counters_before = sidecar_counters(lab, scenario.role)
     with CpuMeter(watched_pids(lab, scenario.role)) as meter:
         result = loads.run_wrk(
             url, scenario.spec, seconds=timing.duration, cpu=cpu_core, connections=connections
         )
+    counters = counter_delta(counters_before, sidecar_counters(lab, scenario.role))
     cpu: dict[str, float | None] = {"upstream": None, **meter.percent()}
     cpu["loadgen"] = 100 * result.loadgen_cpu_seconds / meter.wall
     memory = memory_bytes(server_pid)
@@ -151,6 +217,7 @@ def measure_throughput(
     return {
         "name": scenario.name,
         "role": scenario.role,
+        "distinct": scenario.distinct,
         "url": url,
         "accept": scenario.spec.accept,
         "rps": round(result.rps, 1),
@@ -167,6 +234,7 @@ def measure_throughput(
         "bound_by": bound_by(usage),
         "disturbed": disturbance(usage),
         "core_speed": speed,
+        "sidecar_counters": counters,
         "problem": problem,
     }
 

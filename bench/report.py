@@ -44,20 +44,49 @@ def _fmt(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+DISTINCT_LEGEND = (
+    "*-distinct: every answer distinct (the stand-in puts a counter in jti): no signature "
+    "reuse.\nreuse%: answers of the run that reused a signature made earlier in the same "
+    "second (sidecar/reuse.py);\nsign µs: mean time of one fresh signature inside the "
+    "sidecar (its signing histogram)."
+)
+
+
+def counters_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The sidecar's own counters over a run (empty for servers that are not the sidecar)."""
+    return row.get("sidecar_counters") or {}
+
+
+def reuse_note(row: dict[str, Any]) -> str:
+    """`  reused 99.9 %, sign 31 µs` for a progress line, when the sidecar signed anything."""
+    counters = counters_of(row)
+    if not counters.get("signatures_made") and not counters.get("signatures_reused"):
+        return ""
+    text = f"  reused {counters['reused_percent']:.1f} %"
+    if counters.get("sign_us_mean") is not None:
+        text += f", sign {counters['sign_us_mean']:.0f} µs"
+    return text
+
+
 def throughput_table(results: list[dict[str, Any]]) -> str:
-    """One line per throughput scenario: rate, latency, errors, CPU and memory."""
+    """One line per throughput scenario: rate, latency, errors, CPU, memory, reuse."""
     header = (
         f"{'scenario':<22} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
-        f"{'srv CPU%':>8} {'srv RSS MB':>10} {'up CPU%':>7} {'wrk CPU%':>8}  bound by / notes"
+        f"{'srv CPU%':>8} {'srv RSS MB':>10} {'up CPU%':>7} {'wrk CPU%':>8} {'reuse%':>6} "
+        f"{'sign µs':>7}  bound by / notes"
     )
     lines = [header, "-" * len(header)]
     for row in results:
         cpu = row["cpu_percent"]
+        counters = counters_of(row)
+        signs = counters.get("signatures_made") or counters.get("signatures_reused")
+        reused = counters.get("reused_percent") if signs else None
         lines.append(
             f"{row['name']:<22} {_fmt(row['rps']):>8} {_fmt(row['latency_ms']['p50'], 2):>7} "
             f"{_fmt(row['latency_ms']['p99'], 2):>7} {row['error_count']:>6} "
             f"{_fmt(cpu['server']):>8} {_fmt(row['rss_mb'], 1):>10} {_fmt(cpu['upstream']):>7} "
-            f"{_fmt(cpu['loadgen']):>8}  {row['bound_by']}{notes(row)}"
+            f"{_fmt(cpu['loadgen']):>8} {_fmt(reused, 1):>6} "
+            f"{_fmt(counters.get('sign_us_mean')):>7}  {row['bound_by']}{notes(row)}"
         )
     return "\n".join(lines)
 
@@ -103,6 +132,25 @@ def verdict_lines(verdicts: list[Verdict], degraded: bool) -> str:
     return "\n".join(lines)
 
 
+def info_lines(distinct: dict[str, Any]) -> str:
+    """The informational ratios on distinct answers, each line labelled as such."""
+    lines = []
+    for ratio in distinct["ratios"]:
+        word = "INFO (invalid)" if ratio["invalid"] else "INFO"
+        fixed = ratio["fixed_answer_value"]
+        detail = (
+            f"{distinct['note']}; {ratio['scenario']} / {ratio['baseline']} "
+            f"({ratio['baseline_rps']:,.0f}/s); fixed answer: "
+            f"{'-' if fixed is None else format(fixed, '.3f')}; not judged"
+        )
+        if ratio["disturbed"]:
+            detail += f" [disturbed: {', '.join(ratio['disturbed'])}]"
+        name = f"{ratio['name']} (distinct)"
+        target = f"(>= {ratio['issue_minimum']:g})"
+        lines.append(f"{word:<17} {name:<40} {ratio['value']:>8.3f} {target:<8} {detail}")
+    return "\n".join(lines)
+
+
 def write_json(path: Path, document: dict[str, Any], verdicts: list[Verdict]) -> None:
     """The whole run, machine-readable."""
     document = {**document, "verdicts": [asdict(verdict) for verdict in verdicts]}
@@ -121,10 +169,10 @@ def draw_chart(path: Path, document: dict[str, Any], verdicts: list[Verdict]) ->
     throughput = document["throughput"]
     latency = document.get("latency") or []
     figure, (top, middle, bottom) = plt.subplots(
-        3, 1, figsize=(11, 12), gridspec_kw={"height_ratios": [3, 3, 1.4]}
+        3, 1, figsize=(12, 14), gridspec_kw={"height_ratios": [3.4, 3.4, 1.2]}
     )
     names = [row["name"] + flags(row) for row in throughput]
-    draw_throughput(top, throughput, names)
+    draw_throughput(top, document, names)
 
     positions = range(len(throughput))
     for offset, percentile in ((-0.2, "p50"), (0.2, "p99")):
@@ -175,21 +223,65 @@ def flags(row: dict[str, Any]) -> str:
     return f" ({', '.join(marks)})" if marks else ""
 
 
-def draw_throughput(axes: Any, throughput: list[dict[str, Any]], names: list[str]) -> None:
-    """Bars of req/s; direct upstream is far faster than any proxy, so its bar is cut short."""
+def draw_throughput(axes: Any, document: dict[str, Any], names: list[str]) -> None:
+    """Bars of req/s with the signed targets as lines; direct upstream's bar is cut short.
+
+    Signed bars carry their ratio to sidecar-json; the distinct-answer runs (no signature
+    reuse, informational) are orange.
+    """
+    from matplotlib.patches import Patch
+
+    throughput = document["throughput"]
     proxies = [row["rps"] for row in throughput if row["role"] not in ("upstream", "provider")]
     cap = 1.3 * max(proxies or [row["rps"] for row in throughput] or [1.0])
     widths = [min(row["rps"], cap) for row in throughput]
-    colours = [ROLE_COLOURS.get(row["role"], "tab:gray") for row in throughput]
+    colours = [
+        DISTINCT_COLOUR if row.get("distinct") else ROLE_COLOURS.get(row["role"], "tab:gray")
+        for row in throughput
+    ]
     bars = axes.barh(names, widths, color=colours)
     for bar, row in zip(bars, throughput, strict=True):
         if row.get("problem"):
             bar.set_hatch("//")
             bar.set_edgecolor("tab:red")
-    labels = [
-        f"{row['rps']:,.0f}" + (" (bar cut)" if row["rps"] > cap else "") for row in throughput
-    ]
+    json_rps = next((r["rps"] for r in throughput if r["name"] == "sidecar-json"), None)
+    t_rsa = document.get("sign_rates", {}).get("RS256")
+    limit = 1 / (1 / json_rps + 1 / t_rsa) if json_rps and t_rsa else None
+    labels = []
+    for row in throughput:
+        label = f"{row['rps']:,.0f}" + (" (bar cut)" if row["rps"] > cap else "")
+        if json_rps and row["role"] == "sidecar" and row["name"] != "sidecar-json":
+            label += f"  ({row['rps'] / json_rps:.2f} x JSON"
+            if limit and "rs256" in row["name"]:
+                label += f", {row['rps'] / limit:.2f} x L"
+            label += ")"
+        labels.append(label)
     axes.bar_label(bars, labels=labels, padding=3)
+    handles: list[Any] = []
+    if json_rps:
+        handles.append(
+            axes.axvline(
+                0.8 * json_rps,
+                color="tab:red",
+                linestyle="--",
+                label="0.80 x sidecar-json (ES256 and EdDSA target)",
+            )
+        )
+    if limit:
+        handles.append(
+            axes.axvline(
+                0.9 * limit,
+                color="tab:brown",
+                linestyle=":",
+                label="0.90 x L, L = 1/(1/T_json + 1/T_rsa) (RS256 target)",
+            )
+        )
+    if any(row.get("distinct") for row in throughput):
+        handles.append(
+            Patch(color=DISTINCT_COLOUR, label="every answer distinct: no signature reuse")
+        )
+    if handles:
+        axes.legend(handles=handles, loc="lower right", fontsize="small")
     axes.invert_yaxis()
     axes.set_xlim(0, cap * 1.3)
     axes.set_xlabel("requests/s (wrk, closed loop); hatched: the answer was not what was asked for")
@@ -219,6 +311,7 @@ def draw_soak_chart(path: Path, soak: dict[str, Any]) -> bool:
     return True
 
 
+DISTINCT_COLOUR = "tab:orange"
 ROLE_COLOURS = {
     "upstream": "tab:green",
     "refproxy": "tab:olive",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what bench/run.py needs, idempotently: wrk (Debian package) and, into the Python
-# environment the bench runs with, matplotlib plus the project's runtime libraries.
+# environment the bench runs with, the project with its `fast` extra (uvloop, as the sidecar
+# ships) plus matplotlib.
 #
 #   bash bench/setup.sh            # uses $VIRTUAL_ENV, else ./.venv, else python3 on PATH
 #
@@ -32,22 +33,19 @@ if ((${#missing_debs[@]})); then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_debs[@]}" >/dev/null
 fi
 
-# module to import -> package to install
-declare -A modules=(
-  [matplotlib]=matplotlib
-  [aiohttp]=aiohttp
-  [jwcrypto]=jwcrypto
-  [yaml]=PyYAML
-  [cryptography]=cryptography
-  [uvloop]=uvloop
-)
-missing_pips=()
-for module in "${!modules[@]}"; do
-  "$python" -c "import $module" 2>/dev/null || missing_pips+=("${modules[$module]}")
-done
-if ((${#missing_pips[@]})); then
-  echo "setup: pip install ${missing_pips[*]} (into $python)"
-  "$python" -m pip install -q "${missing_pips[@]}"
+# The sidecar as it ships fast: the project itself (editable) with its `fast` extra (uvloop),
+# which also brings its runtime libraries (aiohttp, jwcrypto, PyYAML, prometheus-client).
+# Skipped when this checkout's sidecar and uvloop already import from outside the repo.
+installed_from="$(cd / && "$python" -c 'import uvloop, sidecar, os; print(os.path.dirname(os.path.dirname(os.path.abspath(sidecar.__file__))))' 2>/dev/null || true)"
+if [[ "$installed_from" != "$repo_dir" ]]; then
+  echo "setup: pip install -e '$repo_dir[fast]' (into $python)"
+  "$python" -m pip install -q -e "$repo_dir[fast]"
 fi
 
-echo "setup: ready: $(wrk -v 2>&1 | head -n1); python $("$python" -c 'import sys; print(sys.version.split()[0])')"
+# The bench's own: matplotlib for the chart.
+if ! "$python" -c "import matplotlib" 2>/dev/null; then
+  echo "setup: pip install matplotlib (into $python)"
+  "$python" -m pip install -q matplotlib
+fi
+
+echo "setup: ready: $(wrk -v 2>&1 | head -n1); python $("$python" -c 'import sys; print(sys.version.split()[0])'); uvloop $("$python" -c 'import uvloop; print(uvloop.__version__)')"

@@ -44,10 +44,10 @@ def throughput_verdicts(document: dict[str, Any]) -> list[report.Verdict]:
             detail = caveat("req/s ratio", both)
             found.append(report.at_least(name, value, minimum, detail, invalid(both)))
     t_rsa = document.get("sign_rates", {}).get("RS256")
-    if "rfc9701-rs256" in rows and "sidecar-json" in rows and t_rsa:
+    limit = rs256_limit(rows, document)
+    if "rfc9701-rs256" in rows and limit:
         both = [rows["rfc9701-rs256"], rows["sidecar-json"]]
         t_json = rows["sidecar-json"]["rps"]
-        limit = 1 / (1 / t_json + 1 / t_rsa)
         detail = caveat(f"L = 1/(1/{t_json:,.0f} + 1/{t_rsa:,.0f}) = {limit:,.0f}/s", both)
         value = rows["rfc9701-rs256"]["rps"] / limit
         found.append(report.at_least("RS256 / L", value, 0.90, detail, invalid(both)))
@@ -57,6 +57,64 @@ def throughput_verdicts(document: dict[str, Any]) -> list[report.Verdict]:
         detail = "largest VmRSS of the proxy under test between runs"
         found.append(report.at_most("RSS after warm-up (MB)", max(sidecar_rss), 80, detail))
     return found
+
+
+# informational ratio name -> (distinct scenario, its fixed-answer twin, issue's minimum)
+DISTINCT_RATIOS = {
+    "ES256 / JSON passthrough": ("rfc9701-es256-distinct", "rfc9701-es256", 0.80),
+    "EdDSA / JSON passthrough": ("rfc9701-eddsa-distinct", "rfc9701-eddsa", 0.80),
+    "RS256 / L": ("rfc9701-rs256-distinct", "rfc9701-rs256", 0.90),
+}
+DISTINCT_NOTE = "every answer distinct: no signature reuse"
+
+
+def rs256_limit(rows: dict[str, dict[str, Any]], document: dict[str, Any]) -> float | None:
+    """L = 1/(1/T_json + 1/T_rsa): a JSON hop plus one raw RSA-2048 signature per request."""
+    t_rsa = document.get("sign_rates", {}).get("RS256")
+    if "sidecar-json" not in rows or not t_rsa or not rows["sidecar-json"]["rps"]:
+        return None
+    return 1 / (1 / rows["sidecar-json"]["rps"] + 1 / t_rsa)
+
+
+def distinct_answer_ratios(document: dict[str, Any]) -> dict[str, Any]:
+    """The issue's signed ratios again, on runs where every answer differed (not judged).
+
+    The targets are measured as the issue specifies: one token, one fixed upstream answer,
+    which lets the sidecar reuse a signature within a second. These ratios show what the
+    same sidecar does when it must sign every answer (many distinct tokens at once).
+    """
+    rows = {row["name"]: row for row in document.get("throughput", [])}
+    if "sidecar-json" not in rows:
+        return {}
+    json_rps = rows["sidecar-json"]["rps"]
+    limit = rs256_limit(rows, document)
+    ratios = []
+    for name, (scenario, fixed, minimum) in DISTINCT_RATIOS.items():
+        if scenario not in rows or not json_rps:
+            continue
+        base = limit if name == "RS256 / L" else json_rps
+        if base is None:
+            continue
+        row = rows[scenario]
+        counters = row.get("sidecar_counters") or {}
+        ratios.append(
+            {
+                "name": name,
+                "scenario": scenario,
+                "value": round(row["rps"] / base, 3),
+                "baseline": "L" if name == "RS256 / L" else "sidecar-json",
+                "baseline_rps": round(base, 1),
+                "fixed_answer_value": round(rows[fixed]["rps"] / base, 3)
+                if fixed in rows
+                else None,
+                "issue_minimum": minimum,
+                "reused_percent": counters.get("reused_percent"),
+                "sign_us_mean": counters.get("sign_us_mean"),
+                "invalid": invalid([row, rows["sidecar-json"]]),
+                "disturbed": [r["name"] for r in (row, rows["sidecar-json"]) if r.get("disturbed")],
+            }
+        )
+    return {"note": DISTINCT_NOTE, "ratios": ratios} if ratios else {}
 
 
 def latency_verdicts(document: dict[str, Any]) -> list[report.Verdict]:
