@@ -30,8 +30,10 @@ def _connection_listed(connection: str) -> set[str]:
 def request_headers(request: web.Request) -> CIMultiDict[str]:
     """The caller's headers as the upstream should see them (RFC 9110 §7.6.1)."""
     dropped = _NOT_FORWARDED | _connection_listed(request.headers.get("Connection", ""))
-    headers = forwarded_headers(
-        request.headers, remote=request.remote, scheme=request.scheme, host=request.host
+    headers = CIMultiDict(
+        forwarded_headers(
+            request.headers, remote=request.remote, scheme=request.scheme, host=request.host
+        )
     )
     for name, value in request.headers.items():
         if name.lower() not in dropped:

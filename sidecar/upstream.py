@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDictProxy
 
 from sidecar import __version__
 from sidecar.config import Upstream as UpstreamConfig
@@ -121,9 +121,9 @@ async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
 
 def forwarded_headers(
     incoming: Mapping[str, str], *, remote: str | None, scheme: str, host: str | None
-) -> CIMultiDict[str]:
+) -> dict[str, str]:
     """``X-Forwarded-For``/``-Proto``/``-Host`` for the upstream, extending any the caller set."""
-    headers: CIMultiDict[str] = CIMultiDict()
+    headers: dict[str, str] = {}
     prior = incoming.get("X-Forwarded-For")
     if remote:
         headers["X-Forwarded-For"] = f"{prior}, {remote}" if prior else remote
@@ -149,13 +149,5 @@ def introspection_headers(
         value = incoming.get(name)
         if value is not None:
             headers[name] = value
-    prior = incoming.get("X-Forwarded-For")
-    if remote:
-        headers["X-Forwarded-For"] = f"{prior}, {remote}" if prior else remote
-    elif prior:
-        headers["X-Forwarded-For"] = prior
-    headers["X-Forwarded-Proto"] = incoming.get("X-Forwarded-Proto") or scheme
-    forwarded_host = incoming.get("X-Forwarded-Host") or host
-    if forwarded_host:
-        headers["X-Forwarded-Host"] = forwarded_host
+    headers.update(forwarded_headers(incoming, remote=remote, scheme=scheme, host=host))
     return headers
