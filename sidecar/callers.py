@@ -7,6 +7,7 @@ import binascii
 import json
 from urllib.parse import parse_qsl, unquote_plus
 
+from sidecar.encoding import b64url_decode
 from sidecar.errors import CallerError
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -81,7 +82,7 @@ def assertion_client_id(assertion: str) -> str:
     if len(parts) != 3:
         raise CallerError("invalid_client", "malformed client_assertion")
     try:
-        payload = json.loads(_b64url_decode(parts[1]))
+        payload = json.loads(b64url_decode(parts[1]))
     except (ValueError, binascii.Error):
         raise CallerError("invalid_client", "malformed client_assertion") from None
     if isinstance(payload, dict):
@@ -90,11 +91,6 @@ def assertion_client_id(assertion: str) -> str:
             if isinstance(value, str) and value:
                 return value
     raise CallerError("invalid_client", "the client_assertion names no client (sub or iss)")
-
-
-def _b64url_decode(segment: str) -> bytes:
-    """Base64url without padding (RFC 7515 §2)."""
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def _form_fields(content_type: str | None, body: bytes) -> dict[str, list[str]]:

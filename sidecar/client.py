@@ -46,6 +46,7 @@ from sidecar.clienterrors import (
 )
 from sidecar.compact import MAX_JWT_BYTES
 from sidecar.keyset import KeySet
+from sidecar.upstream import read_at_most
 from sidecar.verification import (
     SUPPORTED_ALGS,
     VerificationPolicy,
@@ -115,18 +116,6 @@ async def fetch_jwks(
         return KeySet.from_json(raw)
     except ValueError as exc:
         raise JwksUnavailable(f"the JWK Set URI did not serve a JWK Set ({exc})") from None
-
-
-async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """The whole body, or None once it grows past ``limit`` bytes."""
-    chunks: list[bytes] = []
-    received = 0
-    async for chunk in response.content.iter_any():
-        received += len(chunk)
-        if received > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def fetch_jwks_blocking(jwks_uri: str, *, timeout: float = DEFAULT_TIMEOUT) -> KeySet:

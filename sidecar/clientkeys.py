@@ -8,7 +8,6 @@ to the key that fits the client's ``encrypted_response_alg`` (RFC 7518 §4.3 RSA
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import re
@@ -21,6 +20,7 @@ import aiohttp
 from jwcrypto import jwe, jwk
 from jwcrypto.common import JWException
 
+from sidecar.encoding import rsa_modulus_bits
 from sidecar.errors import EncryptionKeysUnavailable, UpstreamUnavailable
 from sidecar.keys import PRIVATE_MEMBERS
 from sidecar.upstream import read_limited
@@ -83,7 +83,7 @@ def choose_recipient(document: Any, alg: str, enc: str) -> Recipient:
             key = jwk.JWK(**{name: value for name, value in member.items() if name != "key_ops"})
         except (JWException, ValueError, TypeError) as exc:
             raise ClientKeyError(f"key {index} is not a valid JWK ({exc})") from None
-        if member["kty"] == "RSA" and _rsa_bits(str(member["n"])) < 2048:
+        if member["kty"] == "RSA" and rsa_modulus_bits(str(member["n"])) < 2048:
             continue  # RFC 7518 §4.3: a key of 2048 bits or more MUST be used
         candidates.append((0 if member.get("use") == "enc" else 1, key))
     if not candidates:
@@ -114,12 +114,6 @@ def _fits(member: dict[str, Any], alg: str) -> bool:
     if isinstance(ops, list) and not _ENCRYPTING_OPS.intersection(map(str, ops)):
         return False
     return member.get("alg") in (None, alg)
-
-
-def _rsa_bits(modulus: str) -> int:
-    """The size of a (valid, base64url) RSA modulus."""
-    raw = base64.urlsafe_b64decode(modulus + "=" * (-len(modulus) % 4))
-    return int.from_bytes(raw, "big").bit_length()
 
 
 def _trial(recipient: Recipient) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import math
@@ -14,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from sidecar.clienterrors import MalformedResponse
+from sidecar.encoding import b64url_decode
 
 MAX_JWT_BYTES = 1_048_576
 
@@ -86,7 +86,7 @@ def b64decode(segment: str, what: str) -> bytes:
     if not set(segment) <= _B64URL_ALPHABET or len(segment) % 4 == 1:
         raise MalformedResponse(f"the {what} is not base64url")
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return b64url_decode(segment)
     except (binascii.Error, ValueError):
         raise MalformedResponse(f"the {what} is not base64url") from None
 

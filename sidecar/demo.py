@@ -15,6 +15,7 @@ from aiohttp import web
 from jwcrypto import jwk, jws
 
 from sidecar.config import build_config
+from sidecar.encoding import b64url_decode
 from sidecar.keys import generate_key, key_set_json
 from sidecar.server import Server, StartupError, serve
 
@@ -189,8 +190,8 @@ async def _show_samples(port: int, admin_port: int, jwks_path: str) -> None:
 def _describe_jwt(token: str, key_set: jwk.JWKSet) -> str:
     """The JWT's header and claims, pretty, with the signature verified against the JWK Set."""
     header_segment, payload_segment, _ = token.split(".")
-    header = json.loads(_b64url(header_segment))
-    claims = json.loads(_b64url(payload_segment))
+    header = json.loads(b64url_decode(header_segment))
+    claims = json.loads(b64url_decode(payload_segment))
     verifier = jws.JWS()
     verifier.deserialize(token)
     verifier.verify(key_set.get_key(header["kid"]), alg=header["alg"])
@@ -203,10 +204,6 @@ def _describe_jwt(token: str, key_set: jwk.JWKSet) -> str:
         f"   signature verified against the published JWK Set (kid {header['kid']})",
     ]
     return "\n".join(lines)
-
-
-def _b64url(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def _indent(text: str, width: int = 3) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 from jwcrypto import jwk
 from jwcrypto.common import JWException
 
+from sidecar.encoding import rsa_modulus_bits
 from sidecar.tokens import Signer
 
 # RFC 7518 §3.1 and RFC 8037 §3.1; symmetric (HS*) and "none" are refused on purpose: a
@@ -175,16 +175,10 @@ def _check_alg_fits(alg: str, exported: Mapping[str, Any], where: str) -> None:
     if not fits:
         raise KeyFileError(f"{where}: alg {alg} does not fit a {kty} {crv or ''} key".rstrip())
     if kty == "RSA":
-        bits = _rsa_bits(exported)
+        bits = rsa_modulus_bits(str(exported.get("n", "")))
         if bits < 2048:
             # RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used".
             raise KeyFileError(f"{where}: RSA key of {bits} bits; at least 2048 are required")
-
-
-def _rsa_bits(exported: Mapping[str, Any]) -> int:
-    """The modulus size of an exported RSA JWK."""
-    n = str(exported.get("n", ""))
-    return int.from_bytes(base64.urlsafe_b64decode(n + "=" * (-len(n) % 4)), "big").bit_length()
 
 
 def generate_key(alg: str, *, kid: str | None = None, bits: int = 2048) -> jwk.JWK:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from collections.abc import Mapping, Sequence
@@ -11,6 +10,8 @@ from typing import Any
 
 from jwcrypto import jwk
 from jwcrypto.common import JWException
+
+from sidecar.encoding import rsa_modulus_bits
 
 # RFC 7518 §3.4: each ECDSA algorithm has exactly one curve.
 _ES_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
@@ -157,7 +158,7 @@ def _entry(member: Any) -> _Entry | None:
         return None
     try:
         key = jwk.JWK(**member)
-        rsa_bits = _rsa_bits(member) if member["kty"] == "RSA" else 0
+        rsa_bits = rsa_modulus_bits(str(member["n"])) if member["kty"] == "RSA" else 0
     except (JWException, ValueError, TypeError, binascii.Error):
         return None
     key_ops = member.get("key_ops")
@@ -184,14 +185,6 @@ def _entry(member: Any) -> _Entry | None:
         rsa_bits=rsa_bits,
         public_key=public_key,
     )
-
-
-def _rsa_bits(member: Mapping[str, Any]) -> int:
-    """The modulus size of an RSA JWK."""
-    modulus = str(member["n"])
-    return int.from_bytes(
-        base64.urlsafe_b64decode(modulus + "=" * (-len(modulus) % 4)), "big"
-    ).bit_length()
 
 
 def _optional_str(member: Mapping[str, Any], name: str) -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import secrets
@@ -13,6 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from sidecar.encoding import b64url_encode
 from sidecar.errors import BadUpstreamAnswer
 from sidecar.negotiate import Format
 
@@ -110,11 +110,6 @@ def encode_claims(claims: dict[str, Any]) -> bytes:
         raise BadUpstreamAnswer("the upstream answer holds a string that is not Unicode") from None
 
 
-def b64url(data: bytes) -> bytes:
-    """Base64url without padding (RFC 7515 §2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
-
-
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 
@@ -131,13 +126,13 @@ class Signer:
         self.alg = alg
         self.kid = kid
         header = {"alg": alg, "kid": kid, "typ": typ}
-        self._header_segment = b64url(json.dumps(header, separators=(",", ":")).encode())
+        self._header_segment = b64url_encode(json.dumps(header, separators=(",", ":")).encode())
         self._sign = _signature_function(key, alg)
 
     def sign(self, payload: bytes) -> bytes:
         """The compact JWS of ``payload``: header.payload.signature, ASCII bytes."""
-        signing_input = self._header_segment + b"." + b64url(payload)
-        return signing_input + b"." + b64url(self._sign(signing_input))
+        signing_input = self._header_segment + b"." + b64url_encode(payload)
+        return signing_input + b"." + b64url_encode(self._sign(signing_input))
 
 
 def _signature_function(key: PrivateKey, alg: str) -> Callable[[bytes], bytes]:

@@ -101,22 +101,28 @@ class UpstreamClient:
             self._metrics.observe_upstream(outcome, time.perf_counter() - started)
 
 
-async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The whole body of ``response``, refusing more than ``limit`` bytes."""
+async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body of ``response``, or None when it is over ``limit`` bytes."""
     length = response.content_length
-    if length is not None and length > limit:
-        raise UpstreamUnavailable(f"the upstream answer is over {limit} bytes")
     if length is not None:
-        # Fast path: a declared length within the limit; aiohttp stops at it.
-        return await response.read()
+        # A declared length: refused at once when too long, else aiohttp stops at it.
+        return await response.read() if length <= limit else None
     chunks: list[bytes] = []
     received = 0
     async for chunk in response.content.iter_any():
         received += len(chunk)
         if received > limit:
-            raise UpstreamUnavailable(f"the upstream answer is over {limit} bytes")
+            return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body of ``response``; ``UpstreamUnavailable`` when over ``limit`` bytes."""
+    body = await read_at_most(response, limit)
+    if body is None:
+        raise UpstreamUnavailable(f"the upstream answer is over {limit} bytes")
+    return body
 
 
 def forwarded_headers(
