@@ -11,7 +11,6 @@ from sidecar.encoding import b64url_decode
 from sidecar.errors import CallerError
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-ASSERTION_TYPE_JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 def identify_caller(authorization: str | None, content_type: str | None, body: bytes) -> str:
